@@ -1,0 +1,3 @@
+from agentwatch.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,64 @@
+"""The token file and the handshake checks: ``Authorization: Bearer`` (401) and Origin (403)."""
+
+from __future__ import annotations
+
+import hmac
+import os
+import secrets
+from collections.abc import Iterable
+from pathlib import Path
+
+
+class TokenFileError(Exception):
+    """The token file cannot be created or read; the message says what to do."""
+
+
+def ensure_token(path: Path) -> str:
+    """Return the token in ``path``, creating the file (mode 0600, random token) if absent."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return read_token(path)
+    except OSError as exc:
+        raise TokenFileError(f"cannot create token file {path}: {exc.strerror}") from None
+    token = secrets.token_urlsafe(32)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(token + "\n")
+    return token
+
+
+def read_token(path: Path) -> str:
+    """Read a token file; an empty or unreadable one is an error naming the file."""
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise TokenFileError(f"cannot read token file {path}: {exc.strerror}") from None
+    if not token:
+        raise TokenFileError(f"token file {path} is empty; delete it and a new token is created at start")
+    return token
+
+
+class HandshakeGuard:
+    """Decides whether a WebSocket handshake may proceed: ``None`` or an HTTP status to reject with."""
+
+    def __init__(self, token: str | None, allowed_origins: Iterable[str]) -> None:
+        self._expected = f"Bearer {token}".encode() if token is not None else None
+        self._origins = {origin.encode() for origin in allowed_origins}
+
+    def check(self, headers: Iterable[tuple[bytes, bytes]]) -> int | None:
+        """401 without the right bearer token (when auth is on), 403 for a foreign Origin."""
+        authorization = origin = None
+        for name, value in headers:
+            lowered = name.lower()
+            if lowered == b"authorization":
+                authorization = value.strip()
+            elif lowered == b"origin":
+                origin = value.strip()
+        if origin is not None and origin not in self._origins:
+            return 403
+        if self._expected is not None and (
+            authorization is None or not hmac.compare_digest(authorization, self._expected)
+        ):
+            return 401
+        return None

@@ -1,0 +1,244 @@
+"""Configuration: defaults, then the TOML file, then ``AGENTWATCH_*`` variables, then flags.
+
+Every key is declared once in :data:`SCHEMA` with its parser; an unknown key or a bad value
+raises :class:`ConfigError` with a message naming the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message says which key and what is allowed."""
+
+
+# --- value parsers: each takes the raw value (TOML type or an environment string) ---
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from a number or a string with a unit: ``250ms``, ``20s``, ``15m``, ``1h``, ``30d``."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        return float(value)
+    if isinstance(value, str) and (match := _DURATION.match(value)):
+        return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    raise ValueError("a duration: seconds as a number, or a string such as 250ms, 20s, 15m, 1h, 30d")
+
+
+def _positive_int(value: Any) -> int:
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    raise ValueError("a positive whole number")
+
+
+def _non_negative_number(value: Any) -> float:
+    try:
+        number = float(value) if isinstance(value, str) else value
+    except ValueError:
+        number = None
+    if isinstance(number, int | float) and not isinstance(number, bool) and number >= 0:
+        return float(number)
+    raise ValueError("a number of 0 or more (0 turns it off)")
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in {"1", "true", "yes", "on", "0", "false", "no", "off"}:
+        return value.lower() in {"1", "true", "yes", "on"}
+    raise ValueError("true or false")
+
+
+def _bool_env(value: str) -> bool:
+    try:
+        return _bool(value)
+    except ValueError:
+        raise ConfigError(f"environment AGENTWATCH_NO_AUTH = {value!r} is not allowed: expected true or false") from None
+
+
+def _string(value: Any) -> str:
+    if isinstance(value, str) and value:
+        return value
+    raise ValueError("a non-empty string")
+
+
+def _string_list(value: Any) -> list[str]:
+    if isinstance(value, str):  # environment: comma-separated
+        value = [item.strip() for item in value.split(",") if item.strip()]
+    if isinstance(value, list) and all(isinstance(item, str) and item for item in value):
+        return list(value)
+    raise ValueError("a list of strings (in the environment: comma-separated)")
+
+
+def _choice(*allowed: str) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        if isinstance(value, str) and value.lower() in allowed:
+            return value.lower()
+        raise ValueError("one of " + ", ".join(allowed))
+
+    return parse
+
+
+def _listen_list(value: Any) -> list[str]:
+    from agentwatch.listeners import parse_address
+
+    addresses = _string_list(value)
+    if not addresses:
+        raise ValueError("at least one address: HOST:PORT or unix:/path")
+    for address in addresses:
+        parse_address(address)
+    return addresses
+
+
+# --- the schema: section -> key -> (parser, default) ---
+
+SCHEMA: dict[str, dict[str, tuple[Callable[[Any], Any], Any]]] = {
+    "server": {
+        "listen": (_listen_list, ["127.0.0.1:7717"]),
+        "max_frame_bytes": (_positive_int, 1_048_576),
+        "ping_interval": (parse_duration, 20.0),
+        "ping_timeout": (parse_duration, 20.0),
+        "hello_timeout": (parse_duration, 10.0),
+        "drain_timeout": (parse_duration, 10.0),
+        "rate_limit": (_non_negative_number, 0.0),
+        "rate_burst": (_positive_int, 2000),
+    },
+    "auth": {
+        "enabled": (_bool, True),
+        "token_file": (_string, "token"),
+        "allowed_origins": (_string_list, []),
+    },
+    "storage": {
+        "path": (_string, "agentwatch.db"),
+        "synchronous": (_choice("full", "normal"), "full"),
+        "queue_frames": (_positive_int, 256),
+    },
+    "plugins": {
+        "disable": (_string_list, []),
+    },
+    "log": {
+        "level": (_choice("debug", "info", "warning", "error"), "info"),
+        "format": (_choice("auto", "json", "console"), "auto"),
+    },
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The resolved configuration of one daemon; ``values[section][key]`` holds parsed values."""
+
+    state_dir: Path
+    values: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def __getitem__(self, section: str) -> Mapping[str, Any]:
+        return self.values[section]
+
+    def state_path(self, relative: str) -> Path:
+        """A path from the configuration, relative to the state directory unless absolute."""
+        return self.state_dir / Path(relative).expanduser()
+
+
+def default_state_dir(environ: Mapping[str, str]) -> Path:
+    """``$STATE_DIRECTORY`` (systemd), else ``$XDG_STATE_HOME/agentwatch``, else ``~/.local/state/agentwatch``."""
+    if state_directory := environ.get("STATE_DIRECTORY"):
+        return Path(state_directory.split(":")[0])
+    if xdg := environ.get("XDG_STATE_HOME"):
+        return Path(xdg) / "agentwatch"
+    return Path.home() / ".local" / "state" / "agentwatch"
+
+
+def _unknown(kind: str, name: str, known: list[str]) -> ConfigError:
+    hint = difflib.get_close_matches(name, known, n=1)
+    did_you_mean = f" (did you mean {hint[0]!r}?)" if hint else ""
+    return ConfigError(f"unknown {kind} {name!r}{did_you_mean}; known: {', '.join(known)}")
+
+
+def _set(values: dict[str, dict[str, Any]], section: str, key: str, raw: Any, origin: str) -> None:
+    keys = SCHEMA[section]
+    if key not in keys:
+        raise _unknown(f"key in [{section}] ({origin})", key, sorted(keys))
+    parser = keys[key][0]
+    try:
+        values[section][key] = parser(raw)
+    except ValueError as exc:
+        raise ConfigError(f"[{section}] {key} = {raw!r} ({origin}) is not allowed: expected {exc}") from None
+
+
+def _apply_file(values: dict[str, dict[str, Any]], path: Path) -> None:
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"configuration file {path} does not exist; pass an existing file to --config") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read configuration file {path}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"configuration file {path} is not valid TOML: {exc}") from None
+    for section, table in document.items():
+        if section not in SCHEMA:
+            raise _unknown(f"section in {path}", section, sorted(SCHEMA))
+        if not isinstance(table, dict):
+            raise ConfigError(f"{section} in {path} must be a table: write [{section}] and its keys below it")
+        for key, raw in table.items():
+            _set(values, section, key, raw, str(path))
+
+
+def _apply_environment(values: dict[str, dict[str, Any]], environ: Mapping[str, str]) -> None:
+    """``AGENTWATCH_<SECTION>_<KEY>``: e.g. ``AGENTWATCH_SERVER_PING_INTERVAL=5s``."""
+    for name, raw in environ.items():
+        if not name.startswith("AGENTWATCH_"):
+            continue
+        section, _, key = name[len("AGENTWATCH_") :].lower().partition("_")
+        if section in SCHEMA and key:
+            _set(values, section, key, raw, f"environment {name}")
+
+
+@dataclass(slots=True)
+class Overrides:
+    """What the command line (and its ``AGENTWATCH_*`` twins) set; ``None`` leaves a value alone."""
+
+    config_file: Path | None = None
+    state_dir: Path | None = None
+    listen: list[str] | None = None
+    no_auth: bool = False
+    log_level: str | None = None
+    log_format: str | None = None
+
+
+def load_config(overrides: Overrides, environ: Mapping[str, str] | None = None) -> Config:
+    """Resolve the configuration from defaults, file, environment and flags, in that order."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, dict[str, Any]] = {
+        section: {key: default for key, (_, default) in keys.items()} for section, keys in SCHEMA.items()
+    }
+    config_file = overrides.config_file or (Path(environ["AGENTWATCH_CONFIG"]) if environ.get("AGENTWATCH_CONFIG") else None)
+    if config_file is not None:
+        _apply_file(values, config_file)
+    _apply_environment(values, environ)
+    if overrides.listen:
+        _set(values, "server", "listen", overrides.listen, "--listen")
+    elif environ.get("AGENTWATCH_LISTEN"):
+        _set(values, "server", "listen", environ["AGENTWATCH_LISTEN"], "environment AGENTWATCH_LISTEN")
+    if overrides.no_auth:
+        values["auth"]["enabled"] = False
+    elif environ.get("AGENTWATCH_NO_AUTH"):
+        _set(values, "auth", "enabled", str(not _bool_env(environ["AGENTWATCH_NO_AUTH"])), "environment AGENTWATCH_NO_AUTH")
+    if overrides.log_level:
+        _set(values, "log", "level", overrides.log_level, "--log-level")
+    if overrides.log_format:
+        _set(values, "log", "format", overrides.log_format, "--log-format")
+    state_dir = overrides.state_dir or (
+        Path(environ["AGENTWATCH_STATE_DIR"]) if environ.get("AGENTWATCH_STATE_DIR") else default_state_dir(environ)
+    )
+    return Config(state_dir=state_dir.expanduser(), values=values)

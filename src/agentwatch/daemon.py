@@ -1,0 +1,228 @@
+"""The daemon: opens the store, listens, supervises every connection, shuts down gracefully.
+
+Each connection runs in the daemon's handler nursery behind a handler that catches
+everything, so a failure in one connection (or in a plugin) never ends another or the daemon.
+Shutdown: stop accepting, let every agent connection commit and acknowledge what it received
+and close with 1001, bounded by ``server.drain_timeout``; then close the store.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import signal
+
+import structlog
+import trio
+from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, WebSocketServer
+
+from agentwatch import __version__
+from agentwatch.auth import HandshakeGuard, ensure_token
+from agentwatch.config import Config
+from agentwatch.ingest import AgentConnection
+from agentwatch.listeners import bound_address, open_listener, parse_address
+from agentwatch.logs import get_logger
+from agentwatch.model import StoredEvent
+from agentwatch.plugin_manager import PluginError, Plugins
+from agentwatch.store import Store
+from agentwatch.watch import WatchConnection
+
+log = get_logger(__name__)
+
+AGENT_PATH = "/v1/agents/"
+WATCH_PATH = "/v1/watch"
+AGENT_ID = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
+HANDSHAKE_TIMEOUT = 10.0
+
+
+class StartupError(Exception):
+    """The daemon cannot start; the message says why and what to do."""
+
+
+class Daemon:
+    """One agentwatch daemon instance with its own plugin manager, store and connections."""
+
+    def __init__(self, config: Config, plugins: Plugins | None = None) -> None:
+        self.config = config
+        try:
+            self.plugins = plugins or Plugins(config["plugins"]["disable"])
+            self.formats = self.plugins.formats()
+            self.watch_methods = self.plugins.watch_methods()
+        except PluginError as exc:
+            raise StartupError(str(exc)) from None
+        store = self.plugins.hook.agentwatch_open_store(config=config)
+        if store is None:
+            raise StartupError("no plugin provides a store: 'storage' is disabled and no installed plugin replaces it")
+        self.store: Store = store
+        self.connections: dict[str, AgentConnection] = {}
+        self.addresses: list[str] = []
+        self._started_at = 0.0
+        self._stop_requested = trio.Event()
+        self._draining = False
+        self._drained = trio.Event()
+        self._watchers: set[WebSocketConnection] = set()
+        self._conn_ids = itertools.count(1)
+        self._guard = HandshakeGuard(None, ())
+
+    # --- registry of agent connections ---
+
+    def claim(self, conn: AgentConnection) -> None:
+        """Make ``conn`` the agent's connection; an older one is closed with 4001."""
+        older = self.connections.get(conn.agent_id)
+        self.connections[conn.agent_id] = conn
+        if older is not None:
+            log.info("agent_replaced")
+            older.replace()
+        if self._draining:
+            conn.stop_reading()
+
+    def release(self, conn: AgentConnection) -> None:
+        if self.connections.get(conn.agent_id) is conn:
+            del self.connections[conn.agent_id]
+        if self._draining and not self.connections:
+            self._drained.set()
+
+    def uptime(self) -> float:
+        return trio.current_time() - self._started_at
+
+    def stop(self) -> None:
+        """Begin a graceful shutdown (what SIGINT and SIGTERM do)."""
+        self._stop_requested.set()
+
+    # --- running ---
+
+    async def run(self, *, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve until :meth:`stop`; ``task_status.started`` gets the bound addresses."""
+        self._started_at = trio.current_time()
+        auth = self.config["auth"]
+        token = None
+        if auth["enabled"]:
+            token = await trio.to_thread.run_sync(ensure_token, self.config.state_path(auth["token_file"]))
+        else:
+            log.warning("auth_disabled", hint="any local process can connect; never run like this outside tests")
+        self._guard = HandshakeGuard(token, auth["allowed_origins"])
+        async with trio.open_nursery() as daemon_nursery:
+            await daemon_nursery.start(self.store.run, self._on_commit)
+            async with trio.open_nursery() as handlers:
+                with trio.CancelScope() as accepting:
+                    servers = await self._listen(handlers)
+                    async with trio.open_nursery() as server_nursery:
+                        for server in servers:
+                            server_nursery.start_soon(server.run)
+                        self.plugins.notify("agentwatch_startup", daemon=self, nursery=daemon_nursery)
+                        log.info(
+                            "ready", version=__version__, addresses=self.addresses, state_dir=str(self.config.state_dir),
+                            auth=auth["enabled"], plugins=self.plugins.names(),
+                        )
+                        task_status.started(self.addresses)
+                        await self._stop_requested.wait()
+                        accepting.cancel()
+                await self._drain(handlers)
+            daemon_nursery.cancel_scope.cancel()
+        log.info("stopped")
+
+    async def _listen(self, handlers: trio.Nursery) -> list[WebSocketServer]:
+        server = self.config["server"]
+        servers = []
+        for text in server["listen"]:
+            try:
+                listeners = await open_listener(parse_address(text))
+            except OSError as exc:
+                raise StartupError(f"cannot listen on {text}: {exc.strerror or exc}; choose another address with --listen") from None
+            self.addresses.extend(bound_address(listener) for listener in listeners)
+            servers.append(
+                WebSocketServer(
+                    self._handle,
+                    listeners,
+                    handler_nursery=handlers,
+                    max_message_size=server["max_frame_bytes"],
+                    connect_timeout=HANDSHAKE_TIMEOUT,
+                    disconnect_timeout=5.0,
+                    receive_buffer_size=65536,
+                )
+            )
+        return servers
+
+    async def _drain(self, handlers: trio.Nursery) -> None:
+        drain_timeout = self.config["server"]["drain_timeout"]
+        log.info("draining", connections=len(self.connections), timeout_s=drain_timeout)
+        self._draining = True
+        if not self.connections:
+            self._drained.set()
+        for conn in list(self.connections.values()):
+            conn.stop_reading()
+        with trio.move_on_after(drain_timeout) as deadline:
+            for ws in list(self._watchers):
+                handlers.start_soon(ws.aclose, 1001, "daemon shutting down")
+            await self._drained.wait()
+        if deadline.cancelled_caught:
+            log.warning("drain_timeout", connections=len(self.connections))
+        handlers.cancel_scope.cancel()
+
+    def _on_commit(self, events: list[StoredEvent]) -> None:
+        self.plugins.notify("agentwatch_events_stored", events=events)
+
+    # --- one connection ---
+
+    async def _handle(self, request: WebSocketRequest) -> None:
+        conn_id = next(self._conn_ids)
+        structlog.contextvars.bind_contextvars(conn_id=conn_id)
+        try:
+            path = request.path.split("?", 1)[0]
+            status = self._guard.check(request.headers)
+            agent_id = None
+            if status is None:
+                if path == WATCH_PATH:
+                    pass
+                elif path.startswith(AGENT_PATH):
+                    agent_id = path[len(AGENT_PATH) :]
+                    status = None if AGENT_ID.fullmatch(agent_id) else 400
+                else:
+                    status = 404
+            if status is not None:
+                log.info("handshake_rejected", status=status, path=path[:200], remote=str(request.remote))
+                await request.reject(status, body=_REJECT_BODIES[status])
+                return
+            ws = await request.accept()
+            if agent_id is not None:
+                structlog.contextvars.bind_contextvars(agent_id=agent_id)
+                await AgentConnection(self, ws, agent_id).serve()
+            else:
+                log.info("watch_connected")
+                self._watchers.add(ws)
+                try:
+                    await WatchConnection(self, ws, self.watch_methods).serve()
+                finally:
+                    self._watchers.discard(ws)
+                    log.info("watch_disconnected")
+        except ConnectionClosed:
+            pass
+        except Exception:
+            log.exception("connection_failed")
+
+    def __repr__(self) -> str:
+        return f"<Daemon {' '.join(self.addresses) or 'not listening'}>"
+
+
+_REJECT_BODIES: dict[int, bytes] = {
+    400: b"agent_id must be 1-128 characters of A-Z a-z 0-9 . _ : @ -\n",
+    401: b"missing or wrong token: send 'Authorization: Bearer <token>' with the token from the daemon's token file\n",
+    403: b"this Origin is not allowed; add it to auth.allowed_origins to permit it\n",
+    404: b"no such endpoint: use /v1/agents/{agent_id} or /v1/watch\n",
+}
+
+
+async def serve(config: Config) -> None:
+    """Run a daemon until SIGINT or SIGTERM, then shut it down gracefully."""
+    daemon = Daemon(config)
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def stop_on_signal() -> None:
+                async for signum in signals:
+                    log.info("signal", signal=signal.Signals(signum).name)
+                    daemon.stop()
+
+            nursery.start_soon(stop_on_signal)
+            await daemon.run()
+            nursery.cancel_scope.cancel()

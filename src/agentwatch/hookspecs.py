@@ -1,0 +1,65 @@
+"""The hooks a plugin can implement. Only specifications live here; docs/plugins.md explains each.
+
+Hooks are synchronous (pluggy). A hook that needs to do I/O starts its own tasks from
+:func:`agentwatch_startup`, which hands it the daemon's nursery.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    import trio
+
+    from agentwatch.config import Config
+    from agentwatch.daemon import Daemon
+    from agentwatch.model import AgentInfo, Format, StoredEvent
+    from agentwatch.store import Store
+    from agentwatch.watch import WatchMethod
+
+hookspec = pluggy.HookspecMarker("agentwatch")
+hookimpl = pluggy.HookimplMarker("agentwatch")
+
+
+@hookspec
+def agentwatch_register_formats(register: Callable[[Format], None]) -> None:
+    """Register record formats (``register(format)``) that ingest connections may name."""
+
+
+@hookspec(firstresult=True)
+def agentwatch_open_store(config: Config) -> Store | None:
+    """Return the store that keeps agents, sessions and events; the first non-None wins."""
+
+
+@hookspec
+def agentwatch_register_watch_methods(register: Callable[[str, WatchMethod], None]) -> None:
+    """Register JSON-RPC methods of ``/v1/watch`` (``register("name", async_handler)``)."""
+
+
+@hookspec
+def agentwatch_startup(daemon: Daemon, nursery: trio.Nursery) -> None:
+    """The daemon is ready: start background tasks in ``nursery`` (cancelled at shutdown)."""
+
+
+@hookspec
+def agentwatch_agent_connected(agent_id: str, agent: AgentInfo, session: int) -> None:
+    """An agent completed its hello; ``session`` is its current session number."""
+
+
+@hookspec
+def agentwatch_agent_disconnected(agent_id: str, code: int) -> None:
+    """An agent's connection ended with WebSocket close ``code``."""
+
+
+@hookspec
+def agentwatch_events_stored(events: Sequence[StoredEvent]) -> None:
+    """``events`` were committed (in ``seq`` order per agent); must return quickly."""
+
+
+def hook_names() -> list[str]:
+    """The names of every hook specified here."""
+    return sorted(name for name, value in globals().items() if name.startswith("agentwatch_"))
+

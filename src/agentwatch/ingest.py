@@ -1,0 +1,262 @@
+"""One agent's ingest connection: hello, events in, acks out after commit (protocol.md)."""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import trio
+from trio_websocket import ConnectionClosed, WebSocketConnection
+
+from agentwatch.ingest_frames import FrameError, Hello, RawEvent, decode, parse_events, parse_hello
+from agentwatch.logs import get_logger
+from agentwatch.model import KINDS, RAW, Batch, IncomingEvent, Normalized, StoredEvent, now_ms
+from agentwatch.store import StorageUnavailable
+
+if TYPE_CHECKING:
+    from agentwatch.daemon import Daemon
+
+log = get_logger(__name__)
+
+CLOSE_GOING_AWAY = 1001
+CLOSE_INTERNAL = 1011
+CLOSE_NO_HELLO = 4000
+CLOSE_REPLACED = 4001
+CLOSE_TIMEOUT = 5.0  # seconds for the closing handshake
+
+
+class TokenBucket:
+    """Events per second with a burst allowance; ``rate == 0`` means unlimited."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate, burst
+        self._tokens = float(burst)
+        self._at = trio.current_time()
+
+    def take(self, count: int) -> bool:
+        if self.rate <= 0:
+            return True
+        now = trio.current_time()
+        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        if count > self._tokens:
+            return False
+        self._tokens -= count
+        return True
+
+
+class AgentConnection:
+    """Serves ``/v1/agents/{agent_id}`` for one WebSocket; the store reports back through it."""
+
+    def __init__(self, daemon: Daemon, ws: WebSocketConnection, agent_id: str) -> None:
+        self.daemon = daemon
+        self.ws = ws
+        self.agent_id = agent_id
+        self.format = "agentwatch"
+        server = daemon.config["server"]
+        self._bucket = TokenBucket(server["rate_limit"], server["rate_burst"])
+        self._max_sent = 0  # highest seq this connection sent that may still be stored
+        self._ack_target = 0
+        self._ack_sent = 0
+        self._failures: deque[dict[str, Any]] = deque()
+        self._wakeup = trio.Event()
+        self._outstanding = 0
+        self._settled = trio.Event()
+        self._replaced = trio.Event()
+        self._reading = trio.CancelScope()
+        self._close: tuple[int, str] | None = None  # why the daemon ends this connection
+
+    # --- BatchSink: called by the store's writer after a commit (or a failure) ---
+
+    def committed(self, acked_seq: int, stored: list[StoredEvent]) -> None:
+        self._ack_target = max(self._ack_target, acked_seq)
+        self._settle()
+
+    def failed(self, batch: Batch, message: str) -> None:
+        first = batch.events[0].seq
+        self._max_sent = min(self._max_sent, first - 1)  # the client may resend these
+        self._failures.append(
+            FrameError(
+                "storage_unavailable",
+                f"events {first}..{batch.events[-1].seq} were not stored ({message}); keep them and resend",
+                first,
+            ).to_frame()
+        )
+        self._settle()
+
+    def _settle(self) -> None:
+        self._outstanding -= 1
+        if self._outstanding == 0:
+            self._settled.set()
+        self._wakeup.set()
+
+    # --- lifecycle ---
+
+    def replace(self) -> None:
+        """A newer connection for this agent took over: close this one with 4001."""
+        self._stop(CLOSE_REPLACED, "replaced by a newer connection")
+
+    def stop_reading(self) -> None:
+        """The daemon is shutting down: read no more frames; commit, ack and close with 1001."""
+        self._stop(CLOSE_GOING_AWAY, "daemon shutting down")
+
+    def _stop(self, code: int, reason: str) -> None:
+        if self._close is None:
+            self._close = (code, reason)
+        self._reading.cancel()
+
+    async def serve(self) -> None:
+        hello = await self._receive_hello()
+        if hello is None:
+            return
+        self.format = hello.format
+        try:
+            session, acked_seq = await self.daemon.store.hello(self.agent_id, hello.agent, now_ms())
+        except StorageUnavailable as exc:
+            await self._send(FrameError("storage_unavailable", f"cannot record the hello: {exc}; reconnect later").to_frame())
+            await self._close_ws(CLOSE_INTERNAL, "storage unavailable")
+            return
+        self._ack_sent = self._ack_target = acked_seq
+        self.daemon.claim(self)
+        log.info("agent_connected", format=self.format, session=session, acked_seq=acked_seq)
+        self.daemon.plugins.notify("agentwatch_agent_connected", agent_id=self.agent_id, agent=hello.agent, session=session)
+        try:
+            await self._send({"type": "welcome", "protocol": 1, "agent_id": self.agent_id, "session": session, "acked_seq": acked_seq})
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._send_acks)
+                nursery.start_soon(self._ping)
+                with self._reading:
+                    await self._read_frames()
+                await self._settle_and_close()
+                nursery.cancel_scope.cancel()
+        finally:
+            self.daemon.release(self)
+            code = self.ws.closed.code if self.ws.closed is not None else None
+            if self._close is not None:
+                code = self._close[0]
+            log.info("agent_disconnected", code=code)
+            self.daemon.plugins.notify("agentwatch_agent_disconnected", agent_id=self.agent_id, code=code)
+
+    async def _receive_hello(self) -> Hello | None:
+        timeout = self.daemon.config["server"]["hello_timeout"]
+        with trio.move_on_after(timeout):
+            message = await self.ws.get_message()
+            try:
+                return parse_hello(decode(message), list(self.daemon.formats))
+            except FrameError as error:
+                await self._send(error.to_frame())
+                await self._close_ws(CLOSE_NO_HELLO, error.code)
+                log.info("hello_rejected", code=error.code, message=error.message)
+                return None
+        await self._send(FrameError("hello_required", f"no hello within {timeout:g} s of connecting").to_frame())
+        await self._close_ws(CLOSE_NO_HELLO, "hello timeout")
+        log.info("hello_timeout", timeout_s=timeout)
+        return None
+
+    async def _settle_and_close(self) -> None:
+        """Wait for what was received to commit (the daemon bounds this at shutdown), ack it, close."""
+        if self._outstanding:
+            await self._settled.wait()
+        await self._flush()
+        code, reason = self._close or (CLOSE_GOING_AWAY, "closing")
+        await self._close_ws(code, reason)
+
+    async def _close_ws(self, code: int, reason: str) -> None:
+        with trio.move_on_after(CLOSE_TIMEOUT):
+            await self.ws.aclose(code, reason)
+
+    # --- frames in ---
+
+    async def _read_frames(self) -> None:
+        while True:
+            try:
+                message = await self.ws.get_message()
+            except ConnectionClosed:
+                return
+            try:
+                await self._handle(message)
+            except FrameError as error:
+                await self._send(error.to_frame())
+            except (ConnectionClosed, trio.Cancelled):
+                raise
+            except Exception:
+                log.exception("frame_failed")
+                await self._send(FrameError("internal", "the daemon failed to handle this frame; it was not stored").to_frame())
+
+    async def _handle(self, message: str | bytes) -> None:
+        raw_events = parse_events(decode(message))
+        first = raw_events[0].seq
+        previous = self._max_sent
+        for event in raw_events:
+            if event.seq < previous:
+                raise FrameError(
+                    "seq_regression",
+                    f"seq {event.seq} is lower than seq {previous} already sent on this connection; seq must increase",
+                    event.seq,
+                )
+            previous = event.seq
+        if not self._bucket.take(len(raw_events)):
+            raise FrameError("rate_limited", f"over {self._bucket.rate:g} events/s; not stored, resend later", first)
+        incoming = [self._normalize(event) for event in raw_events]
+        if self._outstanding == 0:
+            self._settled = trio.Event()
+        self._outstanding += 1
+        sent_before, self._max_sent = self._max_sent, previous
+        try:
+            await self.daemon.store.submit(Batch(self.agent_id, incoming, now_ms(), self))
+        except BaseException:
+            self._max_sent = sent_before
+            self._settle()
+            raise
+
+    def _normalize(self, event: RawEvent) -> IncomingEvent:
+        name = event.format or self.format
+        registered = self.daemon.formats.get(name)
+        if registered is None:
+            raise FrameError("unknown_format", f"unknown format {name!r}; known formats: {', '.join(sorted(self.daemon.formats))}", event.seq)
+        fmt, plugin = registered
+        try:
+            normalized = fmt.normalize(event.data)
+            if not isinstance(normalized, Normalized) or normalized.kind not in KINDS:
+                raise TypeError(f"format {name!r} returned {normalized!r}, not a Normalized with a canonical kind")
+        except Exception:
+            self.daemon.plugins.record_error(plugin, "normalize")
+            normalized = RAW
+        data_json = json.dumps(event.data, ensure_ascii=False, separators=(",", ":"))
+        return IncomingEvent(event.seq, event.ts, name, data_json, normalized)
+
+    # --- frames out ---
+
+    async def _send(self, frame: dict[str, Any]) -> None:
+        try:
+            await self.ws.send_message(json.dumps(frame))
+        except ConnectionClosed:
+            pass
+
+    async def _flush(self) -> None:
+        while self._failures:
+            await self._send(self._failures.popleft())
+        if self._ack_target > self._ack_sent:
+            self._ack_sent = self._ack_target
+            await self._send({"type": "ack", "seq": self._ack_sent})
+
+    async def _send_acks(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup = trio.Event()
+            await self._flush()
+
+    async def _ping(self) -> None:
+        server = self.daemon.config["server"]
+        while True:
+            await trio.sleep(server["ping_interval"])
+            with trio.move_on_after(server["ping_timeout"]):
+                try:
+                    await self.ws.ping()
+                except ConnectionClosed:
+                    return
+                continue
+            log.info("ping_timeout", timeout_s=server["ping_timeout"])
+            self._stop(CLOSE_INTERNAL, "ping timeout")
+            return

@@ -1,0 +1,10 @@
+"""Built-in plugins. Each is an ordinary plugin registered under a short name and blockable
+with ``plugins.disable``; the core uses its own hooks, so any of them can be replaced."""
+
+#: Short name -> module path, in registration order.
+BUILTIN_PLUGINS: dict[str, str] = {
+    "storage": "agentwatch.plugins.storage",
+    "watch-queries": "agentwatch.plugins.watch_queries",
+    "agentwatch": "agentwatch.plugins.formats.canonical",
+    "claude-stream-json": "agentwatch.plugins.formats.claude_stream_json",
+}

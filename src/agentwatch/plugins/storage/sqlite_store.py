@@ -1,0 +1,456 @@
+"""The built-in store: one APSW writer with group commit, a pool of readers, WAL.
+
+The writer owns the write connection. Frames reach it through a bounded Trio channel; it
+takes everything waiting (up to :data:`MAX_EVENTS_PER_COMMIT` events), writes it in one
+transaction on a worker thread, and only then reports to the senders, which acknowledge.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import apsw
+import trio
+
+from agentwatch.logs import get_logger
+from agentwatch.model import AgentInfo, Batch, StoredEvent, iso_ms
+from agentwatch.plugins.storage.schema import migrate
+from agentwatch.store import StorageUnavailable
+
+log = get_logger(__name__)
+
+MAX_EVENTS_PER_COMMIT = 5000
+READERS = 2
+
+
+@dataclasses.dataclass(slots=True)
+class _AgentState:
+    key: int
+    session: int
+    acked_seq: int
+    last_event_at: int | None
+    failed_from: int | None = None  # after a failed write: later events wait for this seq's resend
+
+
+@dataclasses.dataclass(slots=True)
+class _Hello:
+    agent_id: str
+    agent: AgentInfo
+    at_ms: int
+    done: trio.Event = dataclasses.field(default_factory=trio.Event)
+    result: tuple[int, int] | None = None
+    error: str | None = None
+
+
+@dataclasses.dataclass(slots=True)
+class _Marker:
+    done: trio.Event = dataclasses.field(default_factory=trio.Event)
+
+
+_Item = Batch | _Hello | _Marker
+
+
+@dataclasses.dataclass(slots=True)
+class _SessionDelta:
+    events: int = 0
+    started_at: int = 0
+    last_event_at: int = 0
+    ended: bool | None = None  # True: session_ended seen last; False: session_started seen last
+
+
+class SqliteStore:
+    """Agents, sessions and events in one SQLite file (see :class:`agentwatch.store.Store`)."""
+
+    def __init__(self, path: Path, *, synchronous: str = "full", queue_frames: int = 256) -> None:
+        self.path = path
+        self._synchronous = synchronous
+        self._send, self._receive = trio.open_memory_channel[_Item](queue_frames)
+        self._writer: apsw.Connection | None = None
+        self._write_limiter = trio.CapacityLimiter(1)
+        self._read_limiter = trio.CapacityLimiter(READERS)
+        self._idle_readers: list[apsw.Connection] = []
+        self._agents: dict[str, _AgentState] = {}
+
+    # --- lifecycle ---
+
+    async def run(
+        self,
+        on_commit: Callable[[list[StoredEvent]], None],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Open (and migrate) the database, report started, then write until cancelled."""
+        self._writer = await trio.to_thread.run_sync(self._open_writer)
+        try:
+            task_status.started()
+            await self._write_loop(on_commit)
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(self._close_all, limiter=self._write_limiter)
+
+    def _open_writer(self) -> apsw.Connection:
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not self.path.exists():
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
+        conn = apsw.Connection(str(self.path))
+        conn.setbusytimeout(5000)
+        try:
+            version = migrate(conn, str(self.path))
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute(f"PRAGMA synchronous = {self._synchronous.upper()}")
+            conn.execute("PRAGMA cache_size = -16000")
+        except BaseException:
+            conn.close()
+            raise
+        log.info("store_opened", path=str(self.path), schema_from=version, synchronous=self._synchronous)
+        return conn
+
+    def _close_all(self) -> None:
+        for conn in self._idle_readers:
+            conn.close()
+        self._idle_readers.clear()
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    # --- the write side ---
+
+    async def hello(self, agent_id: str, agent: AgentInfo, at_ms: int) -> tuple[int, int]:
+        item = _Hello(agent_id, agent, at_ms)
+        await self._send.send(item)
+        await item.done.wait()
+        if item.result is None:
+            raise StorageUnavailable(item.error or "the hello was not stored")
+        return item.result
+
+    async def submit(self, batch: Batch) -> None:
+        await self._send.send(batch)
+
+    async def drain(self) -> None:
+        marker = _Marker()
+        await self._send.send(marker)
+        await marker.done.wait()
+
+    async def _write_loop(self, on_commit: Callable[[list[StoredEvent]], None]) -> None:
+        while True:
+            items = [await self._receive.receive()]
+            events = _event_count(items[0])
+            while events < MAX_EVENTS_PER_COMMIT:
+                try:
+                    item = self._receive.receive_nowait()
+                except trio.WouldBlock:
+                    break
+                items.append(item)
+                events += _event_count(item)
+            try:
+                results = await trio.to_thread.run_sync(self._write, items, limiter=self._write_limiter)
+            except StorageUnavailable as exc:
+                log.error("storage_unavailable", error=str(exc), frames=len(items))
+                self._fail(items, str(exc))
+                continue
+            except Exception:
+                log.exception("store_write_failed", frames=len(items))
+                self._fail(items, "internal error while storing; see the daemon's log")
+                continue
+            committed: list[StoredEvent] = []
+            for item, result in zip(items, results, strict=True):
+                if isinstance(item, Batch):
+                    if isinstance(result, str):
+                        item.sink.failed(item, result)
+                    else:
+                        item.sink.committed(result[0], result[1])
+                        committed.extend(result[1])
+                elif isinstance(item, _Hello):
+                    item.result = result
+                    item.done.set()
+                else:
+                    item.done.set()
+            if committed:
+                on_commit(committed)
+
+    def _fail(self, items: Sequence[_Item], message: str) -> None:
+        for item in items:
+            if isinstance(item, Batch):
+                state = self._agents.get(item.agent_id)
+                if state is not None and item.events:
+                    first = item.events[0].seq
+                    state.failed_from = first if state.failed_from is None else min(state.failed_from, first)
+                item.sink.failed(item, message)
+            elif isinstance(item, _Hello):
+                item.error = message
+                item.done.set()
+            else:
+                item.done.set()
+
+    def _write(self, items: list[_Item]) -> list[Any]:
+        """One transaction for everything in ``items`` (worker thread)."""
+        assert self._writer is not None
+        conn = self._writer
+        pending: dict[str, _AgentState] = {}
+        sessions: dict[tuple[int, int], _SessionDelta] = {}
+        rows: list[tuple[Any, ...]] = []
+        results: list[Any] = []
+        try:
+            with conn:
+                for item in items:
+                    if isinstance(item, Batch):
+                        results.append(self._apply_batch(conn, item, pending, sessions, rows))
+                    elif isinstance(item, _Hello):
+                        results.append(self._apply_hello(conn, item, pending, sessions))
+                    else:
+                        results.append(None)
+                conn.executemany(
+                    "INSERT INTO events(agent_key, seq, session, kind, ts, received_at, format, data)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+                conn.executemany(
+                    "UPDATE agents SET session = ?, acked_seq = ?, last_event_at = ? WHERE agent_key = ?",
+                    [(s.session, s.acked_seq, s.last_event_at, s.key) for s in pending.values()],
+                )
+                conn.executemany(
+                    "INSERT INTO sessions(agent_key, session, started_at, last_event_at, events, ended_at)"
+                    " VALUES (?1, ?2, ?3, ?4, ?5, CASE WHEN ?6 THEN ?4 END)"
+                    " ON CONFLICT DO UPDATE SET events = events + excluded.events,"
+                    " last_event_at = coalesce(excluded.last_event_at, last_event_at),"
+                    " ended_at = CASE WHEN ?6 IS NULL THEN ended_at ELSE excluded.ended_at END",
+                    [
+                        (key, number, d.started_at, d.last_event_at or None, d.events, d.ended)
+                        for (key, number), d in sessions.items()
+                    ],
+                )
+        except apsw.Error as exc:
+            raise StorageUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        self._agents.update(pending)
+        return results
+
+    def _state(self, conn: apsw.Connection, agent_id: str, pending: dict[str, _AgentState]) -> _AgentState | None:
+        if (state := pending.get(agent_id)) is not None:
+            return state
+        if (known := self._agents.get(agent_id)) is not None:
+            state = dataclasses.replace(known)
+        else:
+            row = conn.execute(
+                "SELECT agent_key, session, acked_seq, last_event_at FROM agents WHERE agent_id = ?", (agent_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            state = _AgentState(*row)
+        pending[agent_id] = state
+        return state
+
+    def _apply_hello(
+        self,
+        conn: apsw.Connection,
+        hello: _Hello,
+        pending: dict[str, _AgentState],
+        sessions: dict[tuple[int, int], _SessionDelta],
+    ) -> tuple[int, int]:
+        info = hello.agent
+        labels, extra = json.dumps(info.labels), json.dumps(info.extra)
+        state = self._state(conn, hello.agent_id, pending)
+        if state is None:
+            conn.execute(
+                "INSERT INTO agents(agent_id, name, kind, cwd, host, pid, labels, extra, first_seen_at, last_seen_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (hello.agent_id, info.name, info.kind, info.cwd, info.host, info.pid, labels, extra, hello.at_ms, hello.at_ms),
+            )
+            state = pending[hello.agent_id] = _AgentState(conn.last_insert_rowid(), 0, 0, None)
+            sessions[(state.key, 0)] = _SessionDelta(started_at=hello.at_ms)
+        else:
+            conn.execute(
+                "UPDATE agents SET name = ?, kind = ?, cwd = ?, host = ?, pid = ?, labels = ?, extra = ?,"
+                " last_seen_at = ? WHERE agent_key = ?",
+                (info.name, info.kind, info.cwd, info.host, info.pid, labels, extra, hello.at_ms, state.key),
+            )
+        state.failed_from = None  # a new connection resends from acked_seq
+        return state.session, state.acked_seq
+
+    def _apply_batch(
+        self,
+        conn: apsw.Connection,
+        batch: Batch,
+        pending: dict[str, _AgentState],
+        sessions: dict[tuple[int, int], _SessionDelta],
+        rows: list[tuple[Any, ...]],
+    ) -> tuple[int, list[StoredEvent]] | str:
+        state = self._state(conn, batch.agent_id, pending)
+        if state is None:
+            return f"agent {batch.agent_id!r} has no hello on record; reconnect"
+        new = [event for event in batch.events if event.seq > state.acked_seq]
+        if state.failed_from is not None and new:
+            if new[0].seq > state.failed_from:
+                return f"events from seq {state.failed_from} were not stored; resend from there"
+            state.failed_from = None
+        at = batch.received_at
+        stored: list[StoredEvent] = []
+        for event in new:
+            state.acked_seq = event.seq
+            normalized = event.normalized
+            if normalized.heartbeat:
+                continue
+            kind = normalized.kind
+            if kind == "context_cleared":
+                state.session += 1
+                sessions[(state.key, state.session)] = _SessionDelta(started_at=at)
+            delta = sessions.get((state.key, state.session))
+            if delta is None:
+                delta = sessions[(state.key, state.session)] = _SessionDelta(started_at=at)
+            delta.events += 1
+            delta.last_event_at = at
+            if kind == "session_ended":
+                delta.ended = True
+            elif kind == "session_started":
+                delta.ended = False
+            rows.append((state.key, event.seq, state.session, kind, event.ts, at, event.format, event.data_json))
+            stored.append(
+                StoredEvent(batch.agent_id, event.seq, state.session, kind, event.ts, at, event.format, event.data_json, normalized)
+            )
+        if stored:
+            state.last_event_at = at
+        return state.acked_seq, stored
+
+    # --- the read side ---
+
+    async def _read(self, query: Callable[..., Any], *args: Any) -> Any:
+        async with self._read_limiter:
+            conn = self._idle_readers.pop() if self._idle_readers else None
+            try:
+                conn = conn or await trio.to_thread.run_sync(self._open_reader)
+                return await trio.to_thread.run_sync(query, conn, *args)
+            except apsw.Error as exc:
+                raise StorageUnavailable(f"{type(exc).__name__}: {exc}") from exc
+            finally:
+                if conn is not None:
+                    self._idle_readers.append(conn)
+
+    def _open_reader(self) -> apsw.Connection:
+        conn = apsw.Connection(str(self.path), flags=apsw.SQLITE_OPEN_READONLY)
+        conn.setbusytimeout(5000)
+        return conn
+
+    async def agents(self) -> list[dict[str, Any]]:
+        return await self._read(_query_agents)
+
+    async def sessions(self, agent_id: str | None, limit: int) -> list[dict[str, Any]]:
+        return await self._read(_query_sessions, agent_id, limit)
+
+    async def events(
+        self,
+        agent_id: str,
+        *,
+        session: int | None = None,
+        kinds: list[str] | None = None,
+        after_seq: int | None = None,
+        before_seq: int | None = None,
+        limit: int = 100,
+    ) -> tuple[list[dict[str, Any]], bool] | None:
+        return await self._read(_query_events, agent_id, session, kinds, after_seq, before_seq, limit)
+
+    async def counts(self) -> dict[str, int]:
+        return await self._read(_query_counts)
+
+    # --- for tests of failure paths ---
+
+    async def run_in_writer(self, function: Callable[[apsw.Connection], Any]) -> Any:
+        """Run ``function(write_connection)`` on the writer's thread, between commits."""
+        return await trio.to_thread.run_sync(function, self._writer, limiter=self._write_limiter)
+
+
+def _event_count(item: _Item) -> int:
+    return len(item.events) if isinstance(item, Batch) else 1
+
+
+def _query_agents(conn: apsw.Connection) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        "SELECT agent_id, name, kind, cwd, host, pid, labels, session, acked_seq, last_event_at,"
+        " first_seen_at, last_seen_at FROM agents ORDER BY agent_id"
+    )
+    return [
+        {
+            "agent_id": agent_id,
+            "name": name,
+            "kind": kind,
+            "cwd": cwd,
+            "host": host,
+            "pid": pid,
+            "labels": json.loads(labels),
+            "session": session,
+            "acked_seq": acked_seq,
+            "last_event_at": iso_ms(last_event_at),
+            "first_seen_at": iso_ms(first_seen_at),
+            "last_seen_at": iso_ms(last_seen_at),
+        }
+        for agent_id, name, kind, cwd, host, pid, labels, session, acked_seq, last_event_at, first_seen_at, last_seen_at in rows
+    ]
+
+
+def _query_sessions(conn: apsw.Connection, agent_id: str | None, limit: int) -> list[dict[str, Any]]:
+    where = "WHERE a.agent_id = ?" if agent_id is not None else ""
+    rows = conn.execute(
+        "SELECT a.agent_id, s.session, s.started_at, s.last_event_at, s.events, s.ended_at, a.session"
+        f" FROM sessions s JOIN agents a USING (agent_key) {where}"
+        " ORDER BY coalesce(s.last_event_at, s.started_at) DESC, s.session DESC LIMIT ?",
+        (agent_id, limit) if agent_id is not None else (limit,),
+    )
+    return [
+        {
+            "agent_id": agent,
+            "session": session,
+            "started_at": iso_ms(started_at),
+            "last_event_at": iso_ms(last_event_at),
+            "events": events,
+            "ended_at": iso_ms(ended_at),
+            "current": session == current,
+        }
+        for agent, session, started_at, last_event_at, events, ended_at, current in rows
+    ]
+
+
+def _query_events(
+    conn: apsw.Connection,
+    agent_id: str,
+    session: int | None,
+    kinds: list[str] | None,
+    after_seq: int | None,
+    before_seq: int | None,
+    limit: int,
+) -> tuple[list[dict[str, Any]], bool] | None:
+    agent_key = conn.execute("SELECT agent_key FROM agents WHERE agent_id = ?", (agent_id,)).get
+    if agent_key is None:
+        return None
+    clauses = ["e.agent_key = ?"]
+    params: list[Any] = [agent_key]
+    if session is not None:
+        clauses.append("e.session = ?")
+        params.append(session)
+    if kinds:
+        clauses.append(f"e.kind IN ({', '.join('?' * len(kinds))})")
+        params.extend(kinds)
+    if after_seq is not None:
+        clauses.append("e.seq > ?")
+        params.append(after_seq)
+    if before_seq is not None:
+        clauses.append("e.seq < ?")
+        params.append(before_seq)
+    params.append(limit + 1)
+    rows = conn.execute(
+        "SELECT e.seq, e.session, e.kind, e.ts, e.received_at, e.format, e.data FROM events e"
+        f" WHERE {' AND '.join(clauses)} ORDER BY e.seq LIMIT ?",
+        params,
+    ).fetchall()
+    events = [
+        StoredEvent(agent_id, seq, session_no, kind, ts, received_at, fmt, data).to_wire()
+        for seq, session_no, kind, ts, received_at, fmt, data in rows[:limit]
+    ]
+    return events, len(rows) > limit
+
+
+def _query_counts(conn: apsw.Connection) -> dict[str, int]:
+    agents, events = conn.execute("SELECT (SELECT count(*) FROM agents), (SELECT total(events) FROM sessions)").fetchone()
+    return {"agents": agents, "events_stored": int(events)}

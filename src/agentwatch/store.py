@@ -1,0 +1,70 @@
+"""The interface between the daemon and whatever keeps the record (built in: ``storage``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import trio
+
+from agentwatch.model import AgentInfo, Batch, StoredEvent
+
+
+class StorageUnavailable(Exception):
+    """The store cannot write or read right now (disk full, I/O error, locked database)."""
+
+
+class StoreRefused(Exception):
+    """The store will not open the file it was given (corrupt, foreign, newer schema)."""
+
+
+class Store(Protocol):
+    """Durable storage of agents, sessions and events.
+
+    The store owns the two rules that must be atomic with a commit: an event whose ``seq``
+    is not above the agent's acknowledged ``seq`` is a duplicate (acknowledged, not stored
+    again), and a ``context_cleared`` event raises the agent's session number by one and is
+    stored with the new number.
+    """
+
+    async def run(
+        self,
+        on_commit: Callable[[list[StoredEvent]], None],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Open the store, report started, write until cancelled, then close.
+
+        ``on_commit`` is called once per commit with the events it stored, in order.
+        """
+
+    async def hello(self, agent_id: str, agent: AgentInfo, at_ms: int) -> tuple[int, int]:
+        """Record an agent's hello; return its ``(session, acked_seq)``, both already durable."""
+
+    async def submit(self, batch: Batch) -> None:
+        """Queue ``batch`` for the writer (waits while the queue is full); the sink hears back."""
+
+    async def drain(self) -> None:
+        """Return once everything submitted so far has been committed or has failed."""
+
+    async def agents(self) -> list[dict[str, Any]]:
+        """Every known agent with its metadata, session, acked_seq and last_event_at (ms)."""
+
+    async def sessions(self, agent_id: str | None, limit: int) -> list[dict[str, Any]]:
+        """Sessions, most recently active first, optionally of one agent; each says if it is ``current``."""
+
+    async def events(
+        self,
+        agent_id: str,
+        *,
+        session: int | None,
+        kinds: list[str] | None,
+        after_seq: int | None,
+        before_seq: int | None,
+        limit: int,
+    ) -> tuple[list[dict[str, Any]], bool] | None:
+        """A page of events in ascending ``seq`` (wire shape) and whether more match; ``None``
+        when the agent is unknown."""
+
+    async def counts(self) -> dict[str, int]:
+        """Totals for ``status``: at least ``events_stored`` and ``agents``."""

@@ -1,0 +1,143 @@
+"""``/v1/watch``: JSON-RPC 2.0 over WebSocket. Methods come from plugins (built in: watch-queries)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from trio_websocket import ConnectionClosed, WebSocketConnection
+
+from agentwatch.logs import get_logger
+from agentwatch.store import StorageUnavailable
+
+if TYPE_CHECKING:
+    from agentwatch.daemon import Daemon
+
+log = get_logger(__name__)
+
+#: A watch method: ``await method(daemon, params)`` returns the JSON-RPC result.
+WatchMethod = Callable[["Daemon", dict[str, Any]], Awaitable[Any]]
+
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
+STORAGE_UNAVAILABLE = -32000
+
+
+class WatchError(Exception):
+    """A JSON-RPC error: ``code`` and a message a person can act on."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class Params:
+    """Typed access to a method's named params; every problem is an ``INVALID_PARAMS`` error."""
+
+    def __init__(self, method: str, params: dict[str, Any], allowed: tuple[str, ...]) -> None:
+        unknown = sorted(set(params) - set(allowed))
+        if unknown:
+            takes = f"takes {', '.join(allowed)}" if allowed else "takes no params"
+            raise WatchError(INVALID_PARAMS, f"{method} has no param {', '.join(map(repr, unknown))}; it {takes}")
+        self.method, self.params = method, params
+
+    def integer(self, name: str, default: int | None = None, *, low: int = 0, high: int | None = None) -> int | None:
+        value = self.params.get(name, default)
+        if value is None:
+            return None
+        if not isinstance(value, int) or isinstance(value, bool) or value < low or (high is not None and value > high):
+            bounds = f"from {low} to {high}" if high is not None else f"of {low} or more"
+            raise WatchError(INVALID_PARAMS, f"{self.method}: {name} must be a whole number {bounds}, got {value!r}")
+        return value
+
+    def string(self, name: str, *, required: bool = False) -> str | None:
+        value = self.params.get(name)
+        if value is None and not required:
+            return None
+        if not isinstance(value, str) or not value:
+            raise WatchError(INVALID_PARAMS, f"{self.method}: {name} must be a non-empty string, got {value!r}")
+        return value
+
+    def strings(self, name: str, allowed: frozenset[str]) -> list[str] | None:
+        value = self.params.get(name)
+        if value is None:
+            return None
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise WatchError(INVALID_PARAMS, f"{self.method}: {name} must be an array of strings")
+        if unknown := sorted(set(value) - allowed):
+            raise WatchError(
+                INVALID_PARAMS, f"{self.method}: unknown {name} {', '.join(map(repr, unknown))}; known: {', '.join(sorted(allowed))}"
+            )
+        return value
+
+
+class WatchConnection:
+    """Answers JSON-RPC requests (single or batched) on one WebSocket, in order."""
+
+    def __init__(self, daemon: Daemon, ws: WebSocketConnection, methods: Mapping[str, tuple[WatchMethod, str]]) -> None:
+        self.daemon = daemon
+        self.ws = ws
+        self.methods = methods
+
+    async def serve(self) -> None:
+        while True:
+            try:
+                message = await self.ws.get_message()
+            except ConnectionClosed:
+                return
+            reply = await self.answer(message)
+            if reply is not None:
+                try:
+                    await self.ws.send_message(json.dumps(reply))
+                except ConnectionClosed:
+                    return
+
+    async def answer(self, message: str | bytes) -> Any:
+        """The response (or batch of responses) to one frame; ``None`` for notifications only."""
+        try:
+            request = json.loads(message)
+        except ValueError as exc:
+            return _error(None, PARSE_ERROR, f"not valid JSON ({exc}); send one JSON-RPC 2.0 request per frame")
+        if isinstance(request, list):
+            if not request:
+                return _error(None, INVALID_REQUEST, "an empty batch; send at least one request")
+            replies = [reply for item in request if (reply := await self._call(item)) is not None]
+            return replies or None
+        return await self._call(request)
+
+    async def _call(self, request: Any) -> dict[str, Any] | None:
+        if not isinstance(request, dict) or request.get("jsonrpc") != "2.0" or not isinstance(request.get("method"), str):
+            return _error(
+                request.get("id") if isinstance(request, dict) else None,
+                INVALID_REQUEST,
+                'a request is an object {"jsonrpc": "2.0", "id": ..., "method": "...", "params": {...}}',
+            )
+        request_id = request.get("id")
+        notification = "id" not in request
+        name = request["method"]
+        params = request.get("params", {})
+        if name not in self.methods:
+            reply = _error(request_id, METHOD_NOT_FOUND, f"no method {name!r}; methods: {', '.join(sorted(self.methods))}")
+        elif not isinstance(params, dict):
+            reply = _error(request_id, INVALID_PARAMS, f"{name}: params must be an object of named params")
+        else:
+            method, plugin = self.methods[name]
+            try:
+                reply = {"jsonrpc": "2.0", "id": request_id, "result": await method(self.daemon, params)}
+            except WatchError as exc:
+                reply = _error(request_id, exc.code, exc.message)
+            except StorageUnavailable as exc:
+                reply = _error(request_id, STORAGE_UNAVAILABLE, f"storage unavailable: {exc}; retry later")
+            except Exception:
+                self.daemon.plugins.record_error(plugin, f"watch method {name}")
+                reply = _error(request_id, INTERNAL_ERROR, f"{name} failed inside the daemon; see its log")
+        return None if notification else reply
+
+
+def _error(request_id: Any, code: int, message: str) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message}}
