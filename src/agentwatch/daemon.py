@@ -9,6 +9,7 @@ and close with 1001, bounded by ``server.drain_timeout``; then close the store.
 from __future__ import annotations
 
 import itertools
+import os
 import re
 import signal
 
@@ -111,7 +112,7 @@ class Daemon:
                             server_nursery.start_soon(server.run)
                         self.plugins.notify("agentwatch_startup", daemon=self, nursery=daemon_nursery)
                         log.info(
-                            "ready", version=__version__, addresses=self.addresses, state_dir=str(self.config.state_dir),
+                            "ready", version=__version__, pid=os.getpid(), addresses=self.addresses, state_dir=str(self.config.state_dir),
                             auth=auth["enabled"], plugins=self.plugins.names(),
                         )
                         task_status.started(self.addresses)

@@ -12,10 +12,7 @@ from typing import Any
 
 from agentwatch.hookspecs import hookimpl
 from agentwatch.model import KINDS, RAW, Format, Normalized
-
-
-def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
+from agentwatch.plugins.formats.fields import mapping, number, string
 
 
 class CanonicalFormat:
@@ -29,21 +26,19 @@ class CanonicalFormat:
         kind = data.get("kind")
         if data.get("type") == "keep_alive" and kind is None:
             return Normalized("raw", heartbeat=True)
-        if kind not in KINDS:
+        if not isinstance(kind, str) or kind not in KINDS:
             return RAW
         is_error = data.get("is_error")
-        usage = data.get("usage")
-        cost = data.get("cost_usd")
         return Normalized(
             kind,
-            text=_str(data.get("text")),
-            tool=_str(data.get("tool")),
+            text=string(data.get("text")),
+            tool=string(data.get("tool")),
             input=data.get("input"),
             is_error=is_error if isinstance(is_error, bool) else None,
-            usage=usage if isinstance(usage, dict) else None,
-            cost_usd=float(cost) if isinstance(cost, int | float) and not isinstance(cost, bool) else None,
-            session_id=_str(data.get("session_id")),
-            cwd=_str(data.get("cwd")),
+            usage=mapping(data.get("usage")),
+            cost_usd=number(data.get("cost_usd")),
+            session_id=string(data.get("session_id")),
+            cwd=string(data.get("cwd")),
         )
 
 

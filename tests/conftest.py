@@ -1,0 +1,25 @@
+import os
+
+import pytest
+import trio.testing
+
+from agentwatch.logs import configure_logging
+
+# The daemon's own handler writes nowhere; pytest's capture handler still records every
+# line, and shows them when a test fails.
+configure_logging("info", "json", open(os.devnull, "w"))  # noqa: SIM115
+
+
+@pytest.fixture
+def state_dir(tmp_path):
+    return tmp_path / "state"
+
+
+@pytest.fixture
+def virtual_clock():
+    """Virtual time for timer tests against a real daemon.
+
+    Like ``autojump_clock``, but the clock jumps only after 20 ms of real idleness, so a
+    loopback packet or an fsync in flight completes first instead of racing the jump.
+    """
+    return trio.testing.MockClock(autojump_threshold=0.02)

@@ -1,0 +1,199 @@
+"""Test helpers: a real daemon (in-process or as a subprocess) and a client written from protocol.md."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import trio
+from trio_websocket import WebSocketConnection, open_websocket_url
+
+from agentwatch.config import Overrides, load_config
+from agentwatch.daemon import Daemon
+from agentwatch.plugin_manager import Plugins
+
+FIXTURES = Path(__file__).parent / "fixtures"
+TIMEOUT = 30.0  # seconds; generous because virtual-time tests wait for 10 s timers
+
+
+@dataclass
+class Running:
+    """A daemon under test: its object, address and token."""
+
+    daemon: Daemon
+    address: str
+    token: str | None
+
+    @property
+    def url(self) -> str:
+        return f"ws://{self.address}"
+
+    def headers(self, token: str | None = None) -> list[tuple[bytes, bytes]]:
+        token = token or self.token
+        return [(b"Authorization", f"Bearer {token}".encode())] if token else []
+
+
+@asynccontextmanager
+async def running_daemon(
+    state_dir: Path, settings: Mapping[str, str] | None = None, plugins: Plugins | None = None
+) -> AsyncIterator[Running]:
+    """Run a daemon on 127.0.0.1 (a free port) with ``state_dir``; ``settings`` are AGENTWATCH_* variables.
+
+    Leaving the block shuts it down gracefully and waits for it to finish.
+    """
+    config = load_config(Overrides(state_dir=state_dir, listen=["127.0.0.1:0"]), environ=dict(settings or {}))
+    daemon = Daemon(config, plugins)
+    async with trio.open_nursery() as nursery:
+        addresses = await nursery.start(daemon.run)
+        token_path = state_dir / "token"
+        token = token_path.read_text().strip() if config["auth"]["enabled"] else None
+        try:
+            yield Running(daemon, addresses[0], token)
+        finally:
+            daemon.stop()
+
+
+class Agent:
+    """One ingest connection, driven frame by frame."""
+
+    def __init__(self, ws: WebSocketConnection) -> None:
+        self.ws = ws
+
+    async def send(self, frame: Any) -> None:
+        await self.ws.send_message(frame if isinstance(frame, str | bytes) else json.dumps(frame))
+
+    async def recv(self) -> dict[str, Any]:
+        with trio.fail_after(TIMEOUT):
+            return json.loads(await self.ws.get_message())
+
+    async def hello(self, fmt: str = "agentwatch", **agent: Any) -> dict[str, Any]:
+        await self.send({"type": "hello", "protocol": 1, "format": fmt, "agent": agent})
+        welcome = await self.recv()
+        assert welcome["type"] == "welcome", welcome
+        return welcome
+
+    async def event(self, seq: int, data: Any, **extra: Any) -> None:
+        await self.send({"type": "event", "seq": seq, "data": data, **extra})
+
+    async def until_ack(self, seq: int) -> list[dict[str, Any]]:
+        """Receive frames until an ack covering ``seq``; return everything received."""
+        frames = []
+        while True:
+            frame = await self.recv()
+            frames.append(frame)
+            if frame["type"] == "ack" and frame["seq"] >= seq:
+                return frames
+
+    async def closed_code(self) -> int:
+        """Read until the daemon closes the connection; return the close code."""
+        with trio.fail_after(TIMEOUT):
+            while True:
+                try:
+                    await self.ws.get_message()
+                except Exception:
+                    assert self.ws.closed is not None
+                    return self.ws.closed.code
+
+
+@asynccontextmanager
+async def agent(running: Running, agent_id: str, *, token: str | None = None, origin: str | None = None) -> AsyncIterator[Agent]:
+    headers = running.headers(token)
+    if origin is not None:
+        headers.append((b"Origin", origin.encode()))
+    async with open_websocket_url(f"{running.url}/v1/agents/{agent_id}", extra_headers=headers) as ws:
+        yield Agent(ws)
+
+
+class Watcher:
+    """A ``/v1/watch`` JSON-RPC client."""
+
+    def __init__(self, ws: WebSocketConnection) -> None:
+        self.ws = ws
+        self._ids = iter(range(1, 1 << 30))
+
+    async def raw(self, message: str) -> Any:
+        await self.ws.send_message(message)
+        with trio.fail_after(TIMEOUT):
+            return json.loads(await self.ws.get_message())
+
+    async def call(self, method: str, **params: Any) -> Any:
+        """The result of ``method``; a JSON-RPC error raises ``RpcError``."""
+        reply = await self.raw(json.dumps({"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params}))
+        if "error" in reply:
+            raise RpcError(reply["error"]["code"], reply["error"]["message"])
+        return reply["result"]
+
+
+class RpcError(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+@asynccontextmanager
+async def watcher(running: Running) -> AsyncIterator[Watcher]:
+    async with open_websocket_url(f"{running.url}/v1/watch", extra_headers=running.headers()) as ws:
+        yield Watcher(ws)
+
+
+async def stored(running: Running, agent_id: str, **params: Any) -> list[dict[str, Any]]:
+    """Every stored event of an agent (all pages), as ``events.list`` returns them."""
+    events: list[dict[str, Any]] = []
+    async with watcher(running) as w:
+        while True:
+            page = await w.call("events.list", agent_id=agent_id, after_seq=events[-1]["seq"] if events else 0, limit=1000, **params)
+            events.extend(page["events"])
+            if not page["has_more"]:
+                return events
+
+
+def fixture_records(relative: str) -> list[Any]:
+    """The records of an NDJSON fixture file, one per non-empty line."""
+    lines = (FIXTURES / relative).read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+class DaemonProcess:
+    """``python -m agentwatch serve`` as a real subprocess, for crash and signal tests."""
+
+    def __init__(self, state_dir: Path, *extra_args: str, env: Mapping[str, str] | None = None) -> None:
+        self.state_dir = state_dir
+        self.log_path = state_dir.parent / f"{state_dir.name}-daemon.log"
+        self._log = self.log_path.open("ab")
+        environ = {**os.environ, **(env or {})}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "agentwatch", "serve", "--state-dir", str(state_dir), "--listen", "127.0.0.1:0",
+             "--log-format", "json", *extra_args],
+            stdout=self._log, stderr=subprocess.STDOUT, env=environ,
+        )
+
+    async def ready(self) -> Running:
+        """Wait for the ``ready`` log line; return the address and token to connect with."""
+        with trio.fail_after(TIMEOUT):
+            while True:
+                for line in self.log_path.read_text().splitlines():
+                    record = json.loads(line)
+                    if record.get("event") == "ready" and record.get("pid") == self.proc.pid:
+                        token = (self.state_dir / "token").read_text().strip()
+                        return Running(None, record["addresses"][0], token)  # type: ignore[arg-type]
+                if self.proc.poll() is not None:
+                    raise AssertionError(f"daemon exited with {self.proc.returncode}:\n{self.log_path.read_text()}")
+                await trio.sleep(0.02)
+
+    def lines(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.log_path.read_text().splitlines()]
+
+    async def wait(self) -> int:
+        with trio.fail_after(30):
+            while self.proc.poll() is None:
+                await trio.sleep(0.02)
+        self._log.close()
+        return self.proc.returncode

@@ -1,0 +1,212 @@
+"""The plugin system: entry points, blocking, isolation of failing plugins, replacing built-ins."""
+
+import importlib
+import sys
+import textwrap
+
+import pytest
+import trio
+
+from agentwatch.config import Overrides, load_config
+from agentwatch.daemon import Daemon, StartupError
+from helpers import agent, running_daemon, stored, watcher
+
+RECORDER = '''
+from agentwatch.hookspecs import hookimpl
+from agentwatch.model import Normalized
+
+seen = {"startup": [], "connected": [], "disconnected": [], "stored": []}
+
+
+class ShoutFormat:
+    name = "shout"
+
+    def normalize(self, data):
+        if data == "boom":
+            raise RuntimeError("shout cannot read this record")
+        if data == "odd":
+            return "not a Normalized"
+        return Normalized("output", text=str(data).upper())
+
+
+@hookimpl
+def agentwatch_register_formats(register):
+    register(ShoutFormat())
+
+
+@hookimpl
+def agentwatch_register_watch_methods(register):
+    async def counts(daemon, params):
+        return {name: len(items) for name, items in seen.items()}
+
+    register("recorder.counts", counts)
+
+
+@hookimpl
+def agentwatch_startup(daemon, nursery):
+    seen["startup"].append(daemon.addresses)
+
+
+@hookimpl
+def agentwatch_agent_connected(agent_id, agent, session):
+    seen["connected"].append((agent_id, agent.name, session))
+
+
+@hookimpl
+def agentwatch_agent_disconnected(agent_id, code):
+    seen["disconnected"].append((agent_id, code))
+
+
+@hookimpl
+def agentwatch_events_stored(events):
+    seen["stored"].extend((e.agent_id, e.seq, e.session, e.kind) for e in events)
+    if any(e.kind == "error" for e in events):
+        raise RuntimeError("the recorder fails on error events")
+'''
+
+FLAKY_STORE = '''
+from agentwatch.hookspecs import hookimpl
+from agentwatch.plugins.storage.sqlite_store import SqliteStore
+
+
+class FlakyStore(SqliteStore):
+    async def submit(self, batch):
+        if any(event.seq == 13 for event in batch.events):
+            raise RuntimeError("the flaky store refuses seq 13")
+        await super().submit(batch)
+
+
+@hookimpl
+def agentwatch_open_store(config):
+    return FlakyStore(config.state_path("flaky.db"))
+'''
+
+TYPO = '''
+from agentwatch.hookspecs import hookimpl
+
+@hookimpl
+def agentwatch_event_stored(events):
+    pass
+'''
+
+
+@pytest.fixture
+def install(tmp_path, monkeypatch):
+    """Install a plugin module as a real distribution with an ``agentwatch`` entry point."""
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))
+    names = []
+
+    def install_plugin(name: str, source: str) -> None:
+        (site / f"{name}.py").write_text(textwrap.dedent(source))
+        dist = site / f"{name}-1.0.dist-info"
+        dist.mkdir()
+        (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+        (dist / "entry_points.txt").write_text(f"[agentwatch]\n{name} = {name}\n")
+        importlib.invalidate_caches()
+        names.append(name)
+
+    yield install_plugin
+    for name in names:
+        sys.modules.pop(name, None)
+
+
+async def test_an_entry_point_plugin_is_loaded_and_every_hook_reaches_it(state_dir, install):
+    install("recorder", RECORDER)
+    async with running_daemon(state_dir) as d:
+        recorder = sys.modules["recorder"]
+        assert recorder.seen["startup"] == [d.daemon.addresses]
+        async with agent(d, "a1") as a:
+            await a.hello("shout", name="loud")
+            await a.event(1, "hello there")
+            await a.event(2, {"kind": "prompt"}, format="agentwatch")
+            await a.until_ack(2)
+        async with watcher(d) as w:
+            status = await w.call("status")
+            counts = await w.call("recorder.counts")
+        [event, _] = await stored(d, "a1")
+    assert "recorder" in status["plugins"] and "shout" in status["formats"]
+    assert (event["kind"], event["format"], event["data"]) == ("output", "shout", "hello there")
+    assert recorder.seen["connected"] == [("a1", "loud", 0)]
+    assert recorder.seen["disconnected"] == [("a1", 1000)]
+    assert recorder.seen["stored"] == [("a1", 1, 0, "output"), ("a1", 2, 0, "prompt")]
+    assert counts == {"startup": 1, "connected": 1, "disconnected": 1, "stored": 2}
+
+
+async def test_a_raising_plugin_loses_no_event_and_is_counted(state_dir, install):
+    install("recorder", RECORDER)
+    async with running_daemon(state_dir) as d:
+        async with agent(d, "a1") as a:
+            await a.hello("shout")
+            await a.event(1, "boom")  # the format raises
+            await a.event(2, "odd")  # the format returns garbage
+            await a.event(3, {"kind": "error"}, format="agentwatch")  # events_stored raises
+            await a.event(4, "fine")
+            frames = await a.until_ack(4)
+        assert all(frame["type"] == "ack" for frame in frames)
+        events = await stored(d, "a1")
+        async with watcher(d) as w:
+            status = await w.call("status")
+    assert [(e["seq"], e["kind"]) for e in events] == [(1, "raw"), (2, "raw"), (3, "error"), (4, "output")]
+    assert status["plugin_errors"] == {"recorder": 3}
+    assert ("a1", 4, 0, "output") in sys.modules["recorder"].seen["stored"]
+
+
+async def test_a_third_party_store_replaces_the_built_in_and_its_failure_is_internal(state_dir, install):
+    install("flaky", FLAKY_STORE)
+    async with running_daemon(state_dir) as d, agent(d, "a1") as a:
+        await a.hello()
+        await a.event(12, {"kind": "output"})
+        await a.until_ack(12)
+        await a.event(13, {"kind": "output"})
+        error = await a.recv()
+        assert (error["code"], error["type"]) == ("internal", "error")
+        await a.event(14, {"kind": "output"})
+        await a.until_ack(14)
+        assert [e["seq"] for e in await stored(d, "a1")] == [12, 14]
+    assert (state_dir / "flaky.db").exists() and not (state_dir / "agentwatch.db").exists()
+
+
+async def test_a_disabled_built_in_is_not_loaded(state_dir):
+    async with running_daemon(state_dir, {"AGENTWATCH_PLUGINS_DISABLE": "claude-stream-json"}) as d:
+        async with watcher(d) as w:
+            status = await w.call("status")
+        assert "claude-stream-json" not in status["plugins"] and "claude-stream-json" not in status["formats"]
+        async with agent(d, "a1") as a:
+            await a.send({"type": "hello", "protocol": 1, "format": "claude-stream-json"})
+            assert (await a.recv())["code"] == "unknown_format"
+            assert await a.closed_code() == 4000
+
+
+def config_with(state_dir, **environ):
+    return load_config(Overrides(state_dir=state_dir, listen=["127.0.0.1:0"]), environ=environ)
+
+
+def test_disabling_a_plugin_nobody_has_is_a_startup_error(state_dir):
+    with pytest.raises(StartupError, match=r"'storag'.*known plugins: agentwatch, claude-stream-json, storage"):
+        Daemon(config_with(state_dir, AGENTWATCH_PLUGINS_DISABLE="storag"))
+
+
+def test_disabling_storage_without_a_replacement_is_a_startup_error(state_dir):
+    with pytest.raises(StartupError, match="no plugin provides a store"):
+        Daemon(config_with(state_dir, AGENTWATCH_PLUGINS_DISABLE="storage"))
+
+
+def test_a_misspelled_hook_fails_at_start(state_dir, install):
+    install("typo", TYPO)
+    with pytest.raises(StartupError, match="agentwatch_event_stored"):
+        Daemon(config_with(state_dir))
+
+
+def test_a_plugin_that_fails_to_import_names_itself(state_dir, install):
+    install("broken", "raise ImportError('missing dependency frobnicate')")
+    with pytest.raises(StartupError, match="'broken'.*frobnicate.*plugins.disable"):
+        Daemon(config_with(state_dir))
+
+
+async def test_a_blocked_third_party_plugin_is_not_imported(state_dir, install):
+    install("broken", "raise ImportError('never imported')")
+    async with running_daemon(state_dir, {"AGENTWATCH_PLUGINS_DISABLE": "broken"}):
+        await trio.sleep(0)
+    assert "broken" not in sys.modules
