@@ -87,6 +87,7 @@ class Agent:
         frames = []
         while True:
             frame = await self.recv()
+            assert frame["type"] != "error", frame
             frames.append(frame)
             if frame["type"] == "ack" and frame["seq"] >= seq:
                 return frames

@@ -133,6 +133,7 @@ async def test_seq_regression_is_refused_and_the_connection_keeps_working(state_
         ({"type": "event", "seq": 0, "data": {}}, "bad_frame", "seq must be a positive integer"),
         ({"type": "event", "seq": "7", "data": {}}, "bad_frame", "seq must be a positive integer"),
         ({"type": "event", "seq": True, "data": {}}, "bad_frame", "seq must be a positive integer"),
+        ({"type": "event", "seq": 2**63, "data": {}}, "bad_frame", "below 2**63"),
         ({"type": "event", "seq": 7}, "bad_frame", "data is missing"),
         ({"type": "event", "seq": 7, "ts": "yesterday", "data": {}}, "bad_frame", "ISO 8601"),
         ({"type": "event", "seq": 7, "format": 3, "data": {}}, "bad_frame", "format must be a string"),
@@ -158,7 +159,7 @@ async def test_a_bad_frame_gets_its_error_and_the_connection_keeps_working(state
 async def test_unrecognised_records_are_stored_as_raw_and_keep_alive_is_acked_not_stored(state_dir):
     async with running_daemon(state_dir) as d, agent(d, "a1") as a:
         await a.hello()
-        records = [{"kind": "dance"}, {"kind": ["output"]}, "a string", 42, None, [1, 2], {"type": "keep_alive"}, output()]
+        records = [{"kind": "dance"}, {"kind": ["output"]}, "lone \udc90 surrogate", 42, None, [1, 2], {"type": "keep_alive"}, output()]
         await a.send({"type": "events", "events": [{"seq": i + 1, "data": r} for i, r in enumerate(records)]})
         await a.until_ack(8)
         events = await stored(d, "a1")
@@ -174,8 +175,10 @@ async def test_unrecognised_records_are_stored_as_raw_and_keep_alive_is_acked_no
         ({"type": "event", "seq": 1, "data": {}}, "hello_required", "first frame must be a hello"),
         ({"type": "hello", "protocol": 2}, "bad_frame", "protocol must be 1"),
         ({"type": "hello", "protocol": 1, "format": "klingon"}, "unknown_format", "claude-stream-json"),
-        ({"type": "hello", "protocol": 1, "agent": {"pid": "x"}}, "bad_frame", "pid must be an integer"),
+        ({"type": "hello", "protocol": 1, "agent": {"pid": "x"}}, "bad_frame", "pid must be a non-negative integer"),
         ({"type": "hello", "protocol": 1, "agent": {"labels": {"a": 1}}}, "bad_frame", "labels"),
+        ({"type": "hello", "protocol": 1, "agent": {"pid": 2**64}}, "bad_frame", "pid must be"),
+        ({"type": "hello", "protocol": 1, "agent": {"name": "lone \udc90"}}, "bad_frame", "valid Unicode"),
         ("garbage", "bad_json", "not valid JSON"),
     ],
 )
@@ -335,3 +338,28 @@ async def test_many_agents_at_once(state_dir):
         async with watcher(d) as w:
             status = await w.call("status")
         assert status["events_stored"] == 20 * 200 and status["agents_known"] == 20
+
+
+async def test_storage_failure_is_reported_nothing_is_acked_and_ingest_resumes(state_dir):
+    """A real SQLITE_FULL: max_page_count caps the file the way a full disk would."""
+    async with running_daemon(state_dir) as d, agent(d, "a1") as a:
+        store = d.daemon.store
+        await a.hello()
+        await a.event(1, output())
+        await a.until_ack(1)
+        pages = await store.run_in_writer(lambda conn: conn.execute("PRAGMA page_count").get)
+        await store.run_in_writer(lambda conn: conn.execute(f"PRAGMA max_page_count = {pages}").get)
+        big = output("x" * 200_000)
+        await a.event(2, big)
+        error = await a.recv()
+        assert (error["code"], error["seq"]) == ("storage_unavailable", 2), error
+        assert "resend" in error["message"]
+        await a.event(3, output())  # small enough to fit, but storing it would skip seq 2
+        error = await a.recv()
+        assert (error["code"], error["seq"]) == ("storage_unavailable", 3), error
+        assert "from seq 2" in error["message"]
+        await store.run_in_writer(lambda conn: conn.execute("PRAGMA max_page_count = 4294967294").get)
+        await a.event(2, big)  # the client resends what was not acked, in order
+        await a.event(3, output())
+        await a.until_ack(3)
+        assert [e["seq"] for e in await stored(d, "a1")] == [1, 2, 3]

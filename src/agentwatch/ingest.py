@@ -73,15 +73,11 @@ class AgentConnection:
         self._ack_target = max(self._ack_target, acked_seq)
         self._settle()
 
-    def failed(self, batch: Batch, message: str) -> None:
+    def failed(self, batch: Batch, code: str, message: str) -> None:
         first = batch.events[0].seq
         self._max_sent = min(self._max_sent, first - 1)  # the client may resend these
         self._failures.append(
-            FrameError(
-                "storage_unavailable",
-                f"events {first}..{batch.events[-1].seq} were not stored ({message}); keep them and resend",
-                first,
-            ).to_frame()
+            FrameError(code, f"events {first}..{batch.events[-1].seq} were not stored ({message}); keep them and resend", first).to_frame()
         )
         self._settle()
 
@@ -223,7 +219,8 @@ class AgentConnection:
         except Exception:
             self.daemon.plugins.record_error(plugin, "normalize")
             normalized = RAW
-        data_json = json.dumps(event.data, ensure_ascii=False, separators=(",", ":"))
+        # ASCII escapes keep any string SQLite can store, lone surrogates included.
+        data_json = json.dumps(event.data, separators=(",", ":"))
         return IncomingEvent(event.seq, event.ts, name, data_json, normalized)
 
     # --- frames out ---

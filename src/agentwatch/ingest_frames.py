@@ -11,6 +11,7 @@ from agentwatch.model import AgentInfo
 
 PROTOCOL_VERSION = 1
 MAX_BATCH_EVENTS = 1000
+MAX_INTEGER = 2**63 - 1  # SQLite's largest integer
 _AGENT_STRINGS = ("name", "kind", "cwd", "host")
 
 
@@ -79,12 +80,12 @@ def _parse_agent(agent: Any) -> AgentInfo:
     info = AgentInfo()
     for key, value in agent.items():
         if key in _AGENT_STRINGS:
-            if value is not None and not isinstance(value, str):
-                raise FrameError("bad_frame", f"hello.agent.{key} must be a string")
+            if value is not None and not _is_unicode(value):
+                raise FrameError("bad_frame", f"hello.agent.{key} must be a string of valid Unicode")
             setattr(info, key, value)
         elif key == "pid":
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
-                raise FrameError("bad_frame", "hello.agent.pid must be an integer")
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_INTEGER):
+                raise FrameError("bad_frame", "hello.agent.pid must be a non-negative integer")
             info.pid = value
         elif key == "labels":
             if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
@@ -121,8 +122,8 @@ def parse_events(frame: dict[str, Any]) -> list[RawEvent]:
 
 def _parse_event(event: dict[str, Any], where: str) -> RawEvent:
     seq = event.get("seq")
-    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
-        raise FrameError("bad_frame", f"{where}.seq must be a positive integer, got {seq!r}")
+    if not isinstance(seq, int) or isinstance(seq, bool) or not 1 <= seq <= MAX_INTEGER:
+        raise FrameError("bad_frame", f"{where}.seq must be a positive integer below 2**63, got {str(seq)[:40]}")
     ts = event.get("ts")
     if ts is not None and not _is_iso_time(ts):
         raise FrameError("bad_frame", f"{where}.ts must be an ISO 8601 time such as 2026-11-21T10:00:00.123Z", seq)
@@ -132,6 +133,17 @@ def _parse_event(event: dict[str, Any], where: str) -> RawEvent:
     if "data" not in event:
         raise FrameError("bad_frame", f"{where}.data is missing: it carries the agent's record", seq)
     return RawEvent(seq, ts, fmt, event["data"])
+
+
+def _is_unicode(value: Any) -> bool:
+    """A string that UTF-8 can encode (JSON admits lone surrogates such as "\\udc90")."""
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _is_iso_time(value: Any) -> bool:

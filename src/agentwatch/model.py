@@ -86,8 +86,9 @@ class BatchSink(Protocol):
     def committed(self, acked_seq: int, stored: list[StoredEvent]) -> None:
         """Every event of the agent up to ``acked_seq`` is durable; ``stored`` are the new rows."""
 
-    def failed(self, batch: Batch, message: str) -> None:
-        """Nothing of ``batch`` was stored; it will not be acknowledged."""
+    def failed(self, batch: Batch, code: str, message: str) -> None:
+        """Nothing of ``batch`` was stored and it will not be acknowledged; ``code`` is
+        ``storage_unavailable`` (retry later) or ``internal``."""
 
 
 @dataclass(slots=True)

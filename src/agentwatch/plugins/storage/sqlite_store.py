@@ -147,40 +147,48 @@ class SqliteStore:
                     break
                 items.append(item)
                 events += _event_count(item)
-            try:
-                results = await trio.to_thread.run_sync(self._write, items, limiter=self._write_limiter)
-            except StorageUnavailable as exc:
-                log.error("storage_unavailable", error=str(exc), frames=len(items))
-                self._fail(items, str(exc))
-                continue
-            except Exception:
-                log.exception("store_write_failed", frames=len(items))
-                self._fail(items, "internal error while storing; see the daemon's log")
-                continue
-            committed: list[StoredEvent] = []
-            for item, result in zip(items, results, strict=True):
-                if isinstance(item, Batch):
-                    if isinstance(result, str):
-                        item.sink.failed(item, result)
-                    else:
-                        item.sink.committed(result[0], result[1])
-                        committed.extend(result[1])
-                elif isinstance(item, _Hello):
-                    item.result = result
-                    item.done.set()
-                else:
-                    item.done.set()
-            if committed:
-                on_commit(committed)
+            await self._commit(items, on_commit)
 
-    def _fail(self, items: Sequence[_Item], message: str) -> None:
+    async def _commit(self, items: list[_Item], on_commit: Callable[[list[StoredEvent]], None]) -> None:
+        """Write ``items`` in one transaction, then tell their senders (and ``on_commit``)."""
+        try:
+            results = await trio.to_thread.run_sync(self._write, items, limiter=self._write_limiter)
+        except StorageUnavailable as exc:
+            log.error("storage_unavailable", error=str(exc), frames=len(items))
+            self._fail(items, "storage_unavailable", str(exc))
+            return
+        except Exception:
+            if len(items) > 1:  # one frame cannot be written: find it, commit the others
+                for item in items:
+                    await self._commit([item], on_commit)
+                return
+            log.exception("store_write_failed")
+            self._fail(items, "internal", "the daemon could not store this frame; see its log")
+            return
+        committed: list[StoredEvent] = []
+        for item, result in zip(items, results, strict=True):
+            if isinstance(item, Batch):
+                if isinstance(result, str):
+                    item.sink.failed(item, "storage_unavailable", result)
+                else:
+                    item.sink.committed(result[0], result[1])
+                    committed.extend(result[1])
+            elif isinstance(item, _Hello):
+                item.result = result
+                item.done.set()
+            else:
+                item.done.set()
+        if committed:
+            on_commit(committed)
+
+    def _fail(self, items: Sequence[_Item], code: str, message: str) -> None:
         for item in items:
             if isinstance(item, Batch):
                 state = self._agents.get(item.agent_id)
                 if state is not None and item.events:
                     first = item.events[0].seq
                     state.failed_from = first if state.failed_from is None else min(state.failed_from, first)
-                item.sink.failed(item, message)
+                item.sink.failed(item, code, message)
             elif isinstance(item, _Hello):
                 item.error = message
                 item.done.set()

@@ -1,0 +1,98 @@
+"""The built-in SQLite store below the protocol: group commit isolation, schema ownership."""
+
+import threading
+
+import apsw
+import pytest
+import trio
+
+from agentwatch.model import AgentInfo, Batch, IncomingEvent, Normalized, StoredEvent, now_ms
+from agentwatch.plugins.storage.schema import APPLICATION_ID, MIGRATIONS
+from agentwatch.plugins.storage.sqlite_store import SqliteStore
+from agentwatch.store import StoreRefused
+
+
+class Outcome:
+    """Records what the store reports for one batch (the role of an ingest connection)."""
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.acked: int | None = None
+        self.failure: tuple[str, str] | None = None
+
+    def committed(self, acked_seq: int, stored: list[StoredEvent]) -> None:
+        self.acked = acked_seq
+        self.done.set()
+
+    def failed(self, batch: Batch, code: str, message: str) -> None:
+        self.failure = (code, message)
+        self.done.set()
+
+
+def batch(agent_id: str, seq: int, fmt: str = "agentwatch") -> tuple[Batch, Outcome]:
+    outcome = Outcome()
+    event = IncomingEvent(seq, None, fmt, '{"kind":"output"}', Normalized("output"))
+    return Batch(agent_id, [event], now_ms(), outcome), outcome
+
+
+async def test_one_unwritable_frame_in_a_group_commit_fails_alone(tmp_path):
+    store = SqliteStore(tmp_path / "a.db")
+    async with trio.open_nursery() as nursery:
+        await nursery.start(store.run, lambda events: None)
+        for agent_id in ("good", "bad"):
+            await store.hello(agent_id, AgentInfo(), now_ms())
+        release = threading.Event()
+        nursery.start_soon(store.run_in_writer, lambda conn: release.wait())
+        await trio.sleep(0.05)  # the writer's thread is now held
+        first, first_outcome = batch("good", 1)
+        await store.submit(first)  # taken by the writer loop, which waits for the thread
+        bad, bad_outcome = batch("bad", 1, fmt="lone \udc90")  # a plugin's format name SQLite cannot encode
+        good, good_outcome = batch("good", 2)
+        await store.submit(bad)
+        await store.submit(good)  # bad and good now wait together: one group commit
+        release.set()
+        await good_outcome.done.wait()
+        await bad_outcome.done.wait()
+        assert first_outcome.acked == 1 and good_outcome.acked == 2
+        assert bad_outcome.failure is not None and bad_outcome.failure[0] == "internal"
+        page = await store.events("good")
+        assert page is not None and [e["seq"] for e in page[0]] == [1, 2]
+        nursery.cancel_scope.cancel()
+
+
+async def open_store(path):
+    store = SqliteStore(path)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(store.run, lambda events: None)
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_database_from_a_newer_agentwatch_is_refused(tmp_path):
+    path = tmp_path / "a.db"
+    conn = apsw.Connection(str(path))
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    conn.close()
+    before = path.read_bytes()
+    with pytest.RaisesGroup(pytest.RaisesExc(StoreRefused, match="newer than this agentwatch"), flatten_subgroups=True):
+        await open_store(path)
+    assert path.read_bytes() == before
+
+
+async def test_a_foreign_database_is_refused_untouched(tmp_path):
+    path = tmp_path / "a.db"
+    conn = apsw.Connection(str(path))
+    conn.execute("CREATE TABLE invoices(id INTEGER PRIMARY KEY)")
+    conn.close()
+    before = path.read_bytes()
+    with pytest.RaisesGroup(pytest.RaisesExc(StoreRefused, match="another program"), flatten_subgroups=True):
+        await open_store(path)
+    assert path.read_bytes() == before
+
+
+async def test_reopening_keeps_the_schema_version(tmp_path):
+    path = tmp_path / "a.db"
+    await open_store(path)
+    await open_store(path)
+    conn = apsw.Connection(str(path))
+    assert conn.execute("PRAGMA user_version").get == len(MIGRATIONS)
+    assert conn.execute("PRAGMA journal_mode").get == "wal"
