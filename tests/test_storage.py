@@ -67,24 +67,20 @@ async def open_store(path):
         nursery.cancel_scope.cancel()
 
 
-async def test_a_database_from_a_newer_agentwatch_is_refused(tmp_path):
+@pytest.mark.parametrize(
+    ("sql", "refusal"),
+    [
+        (f"PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {len(MIGRATIONS) + 1}", "newer than this agentwatch"),
+        ("CREATE TABLE invoices(id INTEGER PRIMARY KEY)", "another program"),
+    ],
+)
+async def test_a_database_agentwatch_cannot_own_is_refused_untouched(tmp_path, sql, refusal):
     path = tmp_path / "a.db"
     conn = apsw.Connection(str(path))
-    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    conn.execute(sql)
     conn.close()
     before = path.read_bytes()
-    with pytest.RaisesGroup(pytest.RaisesExc(StoreRefused, match="newer than this agentwatch"), flatten_subgroups=True):
-        await open_store(path)
-    assert path.read_bytes() == before
-
-
-async def test_a_foreign_database_is_refused_untouched(tmp_path):
-    path = tmp_path / "a.db"
-    conn = apsw.Connection(str(path))
-    conn.execute("CREATE TABLE invoices(id INTEGER PRIMARY KEY)")
-    conn.close()
-    before = path.read_bytes()
-    with pytest.RaisesGroup(pytest.RaisesExc(StoreRefused, match="another program"), flatten_subgroups=True):
+    with pytest.RaisesGroup(pytest.RaisesExc(StoreRefused, match=refusal), flatten_subgroups=True):
         await open_store(path)
     assert path.read_bytes() == before
 
