@@ -194,14 +194,21 @@ def _apply_file(values: dict[str, dict[str, Any]], path: Path) -> None:
             _set(values, section, key, raw, str(path))
 
 
+#: ``AGENTWATCH_*`` variables that are not ``<SECTION>_<KEY>`` settings.
+OTHER_VARIABLES = frozenset({"AGENTWATCH_CONFIG", "AGENTWATCH_LISTEN", "AGENTWATCH_STATE_DIR", "AGENTWATCH_NO_AUTH",
+                             "AGENTWATCH_URL", "AGENTWATCH_TOKEN"})
+
+
 def _apply_environment(values: dict[str, dict[str, Any]], environ: Mapping[str, str]) -> None:
     """``AGENTWATCH_<SECTION>_<KEY>``: e.g. ``AGENTWATCH_SERVER_PING_INTERVAL=5s``."""
     for name, raw in environ.items():
-        if not name.startswith("AGENTWATCH_"):
+        if not name.startswith("AGENTWATCH_") or name in OTHER_VARIABLES:
             continue
         section, _, key = name[len("AGENTWATCH_") :].lower().partition("_")
-        if section in SCHEMA and key:
-            _set(values, section, key, raw, f"environment {name}")
+        if section not in SCHEMA or not key:
+            known = [f"AGENTWATCH_{s.upper()}_<KEY>" for s in SCHEMA] + sorted(OTHER_VARIABLES)
+            raise _unknown("environment variable", name, known)
+        _set(values, section, key, raw, f"environment {name}")
 
 
 @dataclass(slots=True)
@@ -230,10 +237,8 @@ def load_config(overrides: Overrides, environ: Mapping[str, str] | None = None) 
         _set(values, "server", "listen", overrides.listen, "--listen")
     elif environ.get("AGENTWATCH_LISTEN"):
         _set(values, "server", "listen", environ["AGENTWATCH_LISTEN"], "environment AGENTWATCH_LISTEN")
-    if overrides.no_auth:
+    if overrides.no_auth or _bool_env(environ.get("AGENTWATCH_NO_AUTH") or "false"):
         values["auth"]["enabled"] = False
-    elif environ.get("AGENTWATCH_NO_AUTH"):
-        _set(values, "auth", "enabled", str(not _bool_env(environ["AGENTWATCH_NO_AUTH"])), "environment AGENTWATCH_NO_AUTH")
     if overrides.log_level:
         _set(values, "log", "level", overrides.log_level, "--log-level")
     if overrides.log_format:

@@ -12,10 +12,12 @@ import itertools
 import os
 import re
 import signal
+from functools import partial
+from pathlib import Path
 
 import structlog
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, WebSocketServer
+from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, wrap_server_stream
 
 from agentwatch import __version__
 from agentwatch.auth import HandshakeGuard, ensure_token
@@ -34,6 +36,7 @@ AGENT_PATH = "/v1/agents/"
 WATCH_PATH = "/v1/watch"
 AGENT_ID = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
 HANDSHAKE_TIMEOUT = 10.0
+RECEIVE_BYTES = 65536
 
 
 class StartupError(Exception):
@@ -105,11 +108,12 @@ class Daemon:
         async with trio.open_nursery() as daemon_nursery:
             await daemon_nursery.start(self.store.run, self._on_commit)
             async with trio.open_nursery() as handlers:
+                listeners = await self._listen()
                 with trio.CancelScope() as accepting:
-                    servers = await self._listen(handlers)
                     async with trio.open_nursery() as server_nursery:
-                        for server in servers:
-                            server_nursery.start_soon(server.run)
+                        await server_nursery.start(
+                            partial(trio.serve_listeners, self._serve_stream, listeners, handler_nursery=handlers)
+                        )
                         self.plugins.notify("agentwatch_startup", daemon=self, nursery=daemon_nursery)
                         log.info(
                             "ready", version=__version__, pid=os.getpid(), addresses=self.addresses, state_dir=str(self.config.state_dir),
@@ -118,31 +122,22 @@ class Daemon:
                         task_status.started(self.addresses)
                         await self._stop_requested.wait()
                         accepting.cancel()
+                await _close_listeners(listeners, self.addresses)
                 await self._drain(handlers)
             daemon_nursery.cancel_scope.cancel()
         log.info("stopped")
 
-    async def _listen(self, handlers: trio.Nursery) -> list[WebSocketServer]:
-        server = self.config["server"]
-        servers = []
-        for text in server["listen"]:
+    async def _listen(self) -> list[trio.SocketListener]:
+        listeners: list[trio.SocketListener] = []
+        for text in self.config["server"]["listen"]:
             try:
-                listeners = await open_listener(parse_address(text))
+                opened = await open_listener(parse_address(text))
             except OSError as exc:
+                await _close_listeners(listeners, self.addresses)
                 raise StartupError(f"cannot listen on {text}: {exc.strerror or exc}; choose another address with --listen") from None
-            self.addresses.extend(bound_address(listener) for listener in listeners)
-            servers.append(
-                WebSocketServer(
-                    self._handle,
-                    listeners,
-                    handler_nursery=handlers,
-                    max_message_size=server["max_frame_bytes"],
-                    connect_timeout=HANDSHAKE_TIMEOUT,
-                    disconnect_timeout=5.0,
-                    receive_buffer_size=65536,
-                )
-            )
-        return servers
+            listeners.extend(opened)
+        self.addresses = [bound_address(listener) for listener in listeners]
+        return listeners
 
     async def _drain(self, handlers: trio.Nursery) -> None:
         drain_timeout = self.config["server"]["drain_timeout"]
@@ -164,6 +159,24 @@ class Daemon:
         self.plugins.notify("agentwatch_events_stored", events=events)
 
     # --- one connection ---
+
+    async def _serve_stream(self, stream: trio.SocketStream) -> None:
+        """One accepted socket: the WebSocket handshake, the endpoint, then the socket closed."""
+        server = self.config["server"]
+        try:
+            async with trio.open_nursery() as nursery:
+                request = None
+                with trio.move_on_after(HANDSHAKE_TIMEOUT):
+                    request = await wrap_server_stream(
+                        nursery, stream, max_message_size=server["max_frame_bytes"], receive_buffer_size=RECEIVE_BYTES
+                    )
+                if request is not None:
+                    await self._handle(request)
+                nursery.cancel_scope.cancel()
+        except Exception:
+            log.exception("connection_failed")
+        finally:
+            await trio.aclose_forcefully(stream)
 
     async def _handle(self, request: WebSocketRequest) -> None:
         conn_id = next(self._conn_ids)
@@ -211,6 +224,15 @@ _REJECT_BODIES: dict[int, bytes] = {
     403: b"this Origin is not allowed; add it to auth.allowed_origins to permit it\n",
     404: b"no such endpoint: use /v1/agents/{agent_id} or /v1/watch\n",
 }
+
+
+async def _close_listeners(listeners: list[trio.SocketListener], addresses: list[str]) -> None:
+    """Close listeners (again, harmlessly, if serving closed them); remove Unix socket files."""
+    for listener in listeners:
+        await listener.aclose()
+    for address in addresses:
+        if address.startswith("unix:"):
+            Path(address[len("unix:") :]).unlink(missing_ok=True)
 
 
 async def serve(config: Config) -> None:

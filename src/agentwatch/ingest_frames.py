@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from agentwatch import strict_json
 from agentwatch.model import AgentInfo
 
 PROTOCOL_VERSION = 1
@@ -50,7 +50,7 @@ def decode(message: str | bytes) -> dict[str, Any]:
     if isinstance(message, bytes):
         raise FrameError("bad_frame", "binary frames are not accepted: send each frame as a JSON text frame")
     try:
-        frame = json.loads(message)
+        frame = strict_json.loads(message)
     except ValueError as exc:
         raise FrameError("bad_json", f"the frame is not valid JSON ({exc}); send one JSON object per frame") from None
     if not isinstance(frame, dict):

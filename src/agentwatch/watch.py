@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
+from agentwatch import strict_json
 from agentwatch.logs import get_logger
 from agentwatch.store import StorageUnavailable
 
@@ -99,8 +100,10 @@ class WatchConnection:
 
     async def answer(self, message: str | bytes) -> Any:
         """The response (or batch of responses) to one frame; ``None`` for notifications only."""
+        if isinstance(message, bytes):
+            return _error(None, PARSE_ERROR, "binary frames are not accepted: send each request as a JSON text frame")
         try:
-            request = json.loads(message)
+            request = strict_json.loads(message)
         except ValueError as exc:
             return _error(None, PARSE_ERROR, f"not valid JSON ({exc}); send one JSON-RPC 2.0 request per frame")
         if isinstance(request, list):

@@ -1,0 +1,30 @@
+"""JSON as RFC 8259 has it: ``NaN``, ``Infinity`` and numbers too large for a float are refused.
+
+Python's :func:`json.loads` accepts them, and :func:`json.dumps` would then write text no other
+JSON parser reads; a record stored that way would poison every reply that carries it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if math.isinf(number):
+        raise ValueError(f"{text} is too large for a JSON number")
+    return number
+
+
+_DECODER = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite)
+
+
+def loads(text: str) -> Any:
+    """Parse one JSON document strictly; ``ValueError`` says what is wrong."""
+    return _DECODER.decode(text)
