@@ -30,7 +30,7 @@ DEFAULTS = {
         "rate_burst": 2000,
     },
     "auth": {"enabled": True, "token_file": "token", "allowed_origins": []},
-    "storage": {"path": "agentwatch.db", "synchronous": "full", "queue_frames": 256},
+    "storage": {"path": "agentwatch.db", "synchronous": "full", "queue_bytes": 8 << 20},
     "plugins": {"disable": []},
     "log": {"level": "info", "format": "auto"},
 }
@@ -121,7 +121,7 @@ allowed_origins = ["http://localhost:3000", "https://example.org"]
 [storage]
 path = "data/events.sqlite"
 synchronous = "normal"
-queue_frames = 16
+queue_bytes = "16KiB"
 
 [plugins]
 disable = ["claude-stream-json", "some-plugin"]
@@ -146,7 +146,7 @@ def test_a_file_with_every_documented_key(tmp_path):
             "rate_burst": 100,
         },
         "auth": {"enabled": False, "token_file": "/etc/agentwatch/token", "allowed_origins": ["http://localhost:3000", "https://example.org"]},
-        "storage": {"path": "data/events.sqlite", "synchronous": "normal", "queue_frames": 16},
+        "storage": {"path": "data/events.sqlite", "synchronous": "normal", "queue_bytes": 16384},
         "plugins": {"disable": ["claude-stream-json", "some-plugin"]},
         "log": {"level": "debug", "format": "json"},
     }
@@ -235,7 +235,9 @@ def test_unknown_key_in_the_environment(tmp_path):
         ('[auth]\ntoken_file = ""\n', ["token_file", "non-empty string"]),
         ("[auth]\nallowed_origins = [1]\n", ["allowed_origins", "list of strings"]),
         ('[storage]\nsynchronous = "off"\n', ["[storage] synchronous", "'off'", "one of full, normal"]),
-        ("[storage]\nqueue_frames = 0\n", ["queue_frames", "positive whole number"]),
+        ("[storage]\nqueue_bytes = 0\n", ["queue_bytes", "a size in bytes"]),
+        ('[storage]\nqueue_bytes = "lots"\n', ["queue_bytes", "'lots'", "64MiB"]),
+        ('[server]\nmax_frame_bytes = "1 parsec"\n', ["max_frame_bytes", "a size in bytes"]),
         ("[storage]\npath = 3\n", ["[storage] path", "non-empty string"]),
         ('[plugins]\ndisable = [""]\n', ["[plugins] disable", "list of strings"]),
     ],

@@ -29,10 +29,10 @@ class Outcome:
         self.done.set()
 
 
-def batch(agent_id: str, seq: int, fmt: str = "agentwatch") -> tuple[Batch, Outcome]:
+def batch(agent_id: str, seq: int, fmt: str = "agentwatch", count: int = 1) -> tuple[Batch, Outcome]:
     outcome = Outcome()
-    event = IncomingEvent(seq, None, fmt, '{"kind":"output"}', Normalized("output"))
-    return Batch(agent_id, [event], now_ms(), outcome), outcome
+    events = [IncomingEvent(s, None, fmt, '{"kind":"output"}', Normalized("output")) for s in range(seq, seq + count)]
+    return Batch(agent_id, events, now_ms(), outcome), outcome
 
 
 async def test_one_unwritable_frame_in_a_group_commit_fails_alone(tmp_path):
@@ -58,6 +58,38 @@ async def test_one_unwritable_frame_in_a_group_commit_fails_alone(tmp_path):
         page = await store.events("good")
         assert page is not None and [e["seq"] for e in page[0]] == [1, 2]
         nursery.cancel_scope.cancel()
+
+
+async def test_a_hello_overtakes_other_agents_frames_but_not_its_own(tmp_path):
+    store = SqliteStore(tmp_path / "a.db")
+    async with trio.open_nursery() as nursery:
+        await nursery.start(store.run, lambda events: None)
+        await store.hello("busy", AgentInfo(), now_ms())
+        release = threading.Event()
+        nursery.start_soon(store.run_in_writer, lambda conn: release.wait())
+        await trio.sleep(0.05)  # the writer's thread is held
+        outcomes = []
+        for start in range(1, 12_001, 1000):  # more than two commits' worth of one agent's frames
+            queued, outcome = batch("busy", start, count=1000)
+            await store.submit(queued)
+            outcomes.append(outcome)
+        welcomed = {}
+
+        async def say_hello(agent_id):
+            welcomed[agent_id] = (await store.hello(agent_id, AgentInfo(), now_ms()), sum(o.done.is_set() for o in outcomes))
+
+        nursery.start_soon(say_hello, "newcomer")
+        nursery.start_soon(say_hello, "busy")
+        await trio.sleep(0.05)
+        release.set()
+        with trio.fail_after(10):
+            while len(welcomed) < 2:
+                await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
+    (session, acked), committed_before = welcomed["newcomer"]
+    assert (session, acked) == (0, 0) and committed_before < len(outcomes), "the newcomer did not wait for the queue"
+    (session, acked), committed_before = welcomed["busy"]
+    assert acked == 12_000 and committed_before == len(outcomes), "a reconnect's welcome covers its own queued frames"
 
 
 async def open_store(path):

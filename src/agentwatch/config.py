@@ -35,6 +35,21 @@ def parse_duration(value: Any) -> float:
     raise ValueError("a duration: seconds as a number, or a string such as 250ms, 20s, 15m, 1h, 30d")
 
 
+_SIZE = re.compile(r"^\s*(\d+)\s*(b|kib|mib|gib|kb|mb|gb)?\s*$", re.IGNORECASE)
+_UNIT_BYTES = {"b": 1, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "kb": 10**3, "mb": 10**6, "gb": 10**9, None: 1}
+
+
+def parse_size(value: Any) -> int:
+    """Bytes from a whole number or a string with a unit: ``512KiB``, ``64MiB``, ``1GiB``, ``10MB``."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    if isinstance(value, str) and (match := _SIZE.match(value)):
+        unit = match.group(2).lower() if match.group(2) else None
+        if (size := int(match.group(1)) * _UNIT_BYTES[unit]) > 0:
+            return size
+    raise ValueError("a size in bytes: a positive whole number, or a string such as 512KiB, 64MiB, 1GiB")
+
+
 def _positive_int(value: Any) -> int:
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value)
@@ -107,7 +122,7 @@ def _listen_list(value: Any) -> list[str]:
 SCHEMA: dict[str, dict[str, tuple[Callable[[Any], Any], Any]]] = {
     "server": {
         "listen": (_listen_list, ["127.0.0.1:7717"]),
-        "max_frame_bytes": (_positive_int, 1_048_576),
+        "max_frame_bytes": (parse_size, 1_048_576),
         "ping_interval": (parse_duration, 20.0),
         "ping_timeout": (parse_duration, 20.0),
         "hello_timeout": (parse_duration, 10.0),
@@ -123,7 +138,7 @@ SCHEMA: dict[str, dict[str, tuple[Callable[[Any], Any], Any]]] = {
     "storage": {
         "path": (_string, "agentwatch.db"),
         "synchronous": (_choice("full", "normal"), "full"),
-        "queue_frames": (_positive_int, 256),
+        "queue_bytes": (parse_size, 8 << 20),
     },
     "plugins": {
         "disable": (_string_list, []),

@@ -13,5 +13,5 @@ def agentwatch_open_store(config: Config) -> SqliteStore:
     return SqliteStore(
         config.state_path(storage["path"]),
         synchronous=storage["synchronous"],
-        queue_frames=storage["queue_frames"],
+        queue_bytes=storage["queue_bytes"],
     )

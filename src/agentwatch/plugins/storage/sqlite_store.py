@@ -20,6 +20,7 @@ import trio
 from agentwatch.logs import get_logger
 from agentwatch.model import AgentInfo, Batch, StoredEvent, iso_ms
 from agentwatch.plugins.storage.schema import migrate
+from agentwatch.plugins.storage.write_queue import WriteQueue
 from agentwatch.store import StorageUnavailable
 
 log = get_logger(__name__)
@@ -66,10 +67,10 @@ class _SessionDelta:
 class SqliteStore:
     """Agents, sessions and events in one SQLite file (see :class:`agentwatch.store.Store`)."""
 
-    def __init__(self, path: Path, *, synchronous: str = "full", queue_frames: int = 256) -> None:
+    def __init__(self, path: Path, *, synchronous: str = "full", queue_bytes: int = 8 << 20) -> None:
         self.path = path
         self._synchronous = synchronous
-        self._send, self._receive = trio.open_memory_channel[_Item](queue_frames)
+        self._queue = WriteQueue[_Hello | _Marker](queue_bytes)
         self._writer: apsw.Connection | None = None
         self._write_limiter = trio.CapacityLimiter(1)
         self._read_limiter = trio.CapacityLimiter(READERS)
@@ -122,32 +123,23 @@ class SqliteStore:
 
     async def hello(self, agent_id: str, agent: AgentInfo, at_ms: int) -> tuple[int, int]:
         item = _Hello(agent_id, agent, at_ms)
-        await self._send.send(item)
+        self._queue.put_hello(agent_id, item)
         await item.done.wait()
         if item.result is None:
             raise StorageUnavailable(item.error or "the hello was not stored")
         return item.result
 
     async def submit(self, batch: Batch) -> None:
-        await self._send.send(batch)
+        await self._queue.put_batch(batch)
 
     async def drain(self) -> None:
         marker = _Marker()
-        await self._send.send(marker)
+        self._queue.put(marker)
         await marker.done.wait()
 
     async def _write_loop(self, on_commit: Callable[[list[StoredEvent]], None]) -> None:
         while True:
-            items = [await self._receive.receive()]
-            events = _event_count(items[0])
-            while events < MAX_EVENTS_PER_COMMIT:
-                try:
-                    item = self._receive.receive_nowait()
-                except trio.WouldBlock:
-                    break
-                items.append(item)
-                events += _event_count(item)
-            await self._commit(items, on_commit)
+            await self._commit(await self._queue.take(MAX_EVENTS_PER_COMMIT), on_commit)
 
     async def _commit(self, items: list[_Item], on_commit: Callable[[list[StoredEvent]], None]) -> None:
         """Write ``items`` in one transaction, then tell their senders (and ``on_commit``)."""
@@ -168,6 +160,7 @@ class SqliteStore:
         committed: list[StoredEvent] = []
         for item, result in zip(items, results, strict=True):
             if isinstance(item, Batch):
+                self._queue.done(item)
                 if isinstance(result, str):
                     item.sink.failed(item, "storage_unavailable", result)
                 else:
@@ -184,6 +177,7 @@ class SqliteStore:
     def _fail(self, items: Sequence[_Item], code: str, message: str) -> None:
         for item in items:
             if isinstance(item, Batch):
+                self._queue.done(item)
                 state = self._agents.get(item.agent_id)
                 if state is not None and item.events:
                     first = item.events[0].seq
@@ -368,10 +362,6 @@ class SqliteStore:
     async def run_in_writer(self, function: Callable[[apsw.Connection], Any]) -> Any:
         """Run ``function(write_connection)`` on the writer's thread, between commits."""
         return await trio.to_thread.run_sync(function, self._writer, limiter=self._write_limiter)
-
-
-def _event_count(item: _Item) -> int:
-    return len(item.events) if isinstance(item, Batch) else 1
 
 
 def _query_agents(conn: apsw.Connection) -> list[dict[str, Any]]:
