@@ -25,6 +25,9 @@ CLOSE_NO_HELLO = 4000
 CLOSE_REPLACED = 4001
 CLOSE_TIMEOUT = 5.0  # seconds for the closing handshake
 
+# Records are stored compact, with ASCII escapes: any JSON string survives, lone surrogates included.
+_RECORD_ENCODER = json.JSONEncoder(separators=(",", ":"))
+
 
 class TokenBucket:
     """Events per second with a burst allowance; ``rate == 0`` means unlimited."""
@@ -219,8 +222,7 @@ class AgentConnection:
         except Exception:
             self.daemon.plugins.record_error(plugin, "normalize")
             normalized = RAW
-        # ASCII escapes keep any string SQLite can store, lone surrogates included.
-        data_json = json.dumps(event.data, separators=(",", ":"))
+        data_json = _RECORD_ENCODER.encode(event.data)
         return IncomingEvent(event.seq, event.ts, name, data_json, normalized)
 
     # --- frames out ---

@@ -30,6 +30,7 @@ class WriteQueue(Generic[Item]):
         self._items: deque[Batch | Item] = deque()
         self._urgent: deque[Item] = deque()
         self._pending: Counter[str] = Counter()  # queued batches per agent
+        self._sizes: dict[int, int] = {}  # id(batch) -> bytes it counts for
         self._ready = trio.Event()
         self._freed = trio.Event()
 
@@ -39,6 +40,7 @@ class WriteQueue(Generic[Item]):
         while self.queued_bytes and self.queued_bytes + size > self.limit_bytes:
             await self._freed.wait()
         self.queued_bytes += size
+        self._sizes[id(batch)] = size
         self._pending[batch.agent_id] += 1
         self._items.append(batch)
         self._ready.set()
@@ -69,7 +71,7 @@ class WriteQueue(Generic[Item]):
 
     def done(self, batch: Batch) -> None:
         """A taken batch was committed or failed: free its bytes."""
-        self.queued_bytes -= batch_size(batch)
+        self.queued_bytes -= self._sizes.pop(id(batch))
         self._pending[batch.agent_id] -= 1
         if not self._pending[batch.agent_id]:
             del self._pending[batch.agent_id]
