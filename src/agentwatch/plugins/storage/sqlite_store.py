@@ -28,6 +28,12 @@ log = get_logger(__name__)
 MAX_EVENTS_PER_COMMIT = 5000
 READERS = 2
 
+#: Errors of the storage itself (all frames fail); any other error is about one frame's data (see _commit).
+_UNAVAILABLE = (
+    apsw.FullError, apsw.IOError, apsw.BusyError, apsw.LockedError, apsw.CantOpenError, apsw.ReadOnlyError,
+    apsw.NoMemError, apsw.CorruptError, apsw.NotADBError, apsw.ProtocolError, apsw.PermissionsError,
+)
+
 
 @dataclasses.dataclass(slots=True)
 class _AgentState:
@@ -226,7 +232,7 @@ class SqliteStore:
                         for (key, number), d in sessions.items()
                     ],
                 )
-        except apsw.Error as exc:
+        except _UNAVAILABLE as exc:
             raise StorageUnavailable(f"{type(exc).__name__}: {exc}") from exc
         self._agents.update(pending)
         return results
