@@ -35,6 +35,16 @@ _UNAVAILABLE = (
 )
 
 
+def _storage_cause(exc: BaseException | None) -> BaseException | None:
+    """The storage error behind ``exc``, if any: SQLite may roll back by itself after SQLITE_FULL,
+    and the failed rollback of the ``with`` block then raises with the real error as its context."""
+    while exc is not None:
+        if isinstance(exc, _UNAVAILABLE):
+            return exc
+        exc = exc.__context__
+    return None
+
+
 @dataclasses.dataclass(slots=True)
 class _AgentState:
     key: int
@@ -232,8 +242,10 @@ class SqliteStore:
                         for (key, number), d in sessions.items()
                     ],
                 )
-        except _UNAVAILABLE as exc:
-            raise StorageUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        except apsw.Error as exc:
+            if (cause := _storage_cause(exc)) is not None:
+                raise StorageUnavailable(f"{type(cause).__name__}: {cause}") from exc
+            raise
         self._agents.update(pending)
         return results
 
