@@ -32,7 +32,7 @@ class Outcome:
 def batch(agent_id: str, seq: int, fmt: str = "agentwatch", count: int = 1) -> tuple[Batch, Outcome]:
     outcome = Outcome()
     events = [IncomingEvent(s, None, fmt, '{"kind":"output"}', Normalized("output")) for s in range(seq, seq + count)]
-    return Batch(agent_id, events, now_ms(), outcome), outcome
+    return Batch(agent_id, events, now_ms(), outcome, sum(len(e.data_json) for e in events)), outcome
 
 
 async def test_one_unwritable_frame_in_a_group_commit_fails_alone(tmp_path):

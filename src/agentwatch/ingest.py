@@ -203,7 +203,7 @@ class AgentConnection:
         self._outstanding += 1
         sent_before, self._max_sent = self._max_sent, previous
         try:
-            await self.daemon.store.submit(Batch(self.agent_id, incoming, now_ms(), self))
+            await self.daemon.store.submit(Batch(self.agent_id, incoming, now_ms(), self, len(message)))
         except BaseException:
             self._max_sent = sent_before
             self._settle()

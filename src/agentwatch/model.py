@@ -99,6 +99,7 @@ class Batch:
     events: list[IncomingEvent]
     received_at: int  # unix milliseconds
     sink: BatchSink
+    size: int  # bytes of the frame it came in (what the writer's queue budget counts)
 
 
 @dataclass(slots=True)

@@ -15,9 +15,6 @@ import trio
 
 from agentwatch.model import Batch
 
-EVENT_OVERHEAD = 64  # bytes counted per event on top of its record
-
-
 Item = TypeVar("Item")
 
 
@@ -30,17 +27,14 @@ class WriteQueue(Generic[Item]):
         self._items: deque[Batch | Item] = deque()
         self._urgent: deque[Item] = deque()
         self._pending: Counter[str] = Counter()  # queued batches per agent
-        self._sizes: dict[int, int] = {}  # id(batch) -> bytes it counts for
         self._ready = trio.Event()
         self._freed = trio.Event()
 
     async def put_batch(self, batch: Batch) -> None:
         """Queue a batch, waiting while the queue holds more than its budget (an empty queue takes any)."""
-        size = batch_size(batch)
-        while self.queued_bytes and self.queued_bytes + size > self.limit_bytes:
+        while self.queued_bytes and self.queued_bytes + batch.size > self.limit_bytes:
             await self._freed.wait()
-        self.queued_bytes += size
-        self._sizes[id(batch)] = size
+        self.queued_bytes += batch.size
         self._pending[batch.agent_id] += 1
         self._items.append(batch)
         self._ready.set()
@@ -71,14 +65,10 @@ class WriteQueue(Generic[Item]):
 
     def done(self, batch: Batch) -> None:
         """A taken batch was committed or failed: free its bytes."""
-        self.queued_bytes -= self._sizes.pop(id(batch))
+        self.queued_bytes -= batch.size
         self._pending[batch.agent_id] -= 1
         if not self._pending[batch.agent_id]:
             del self._pending[batch.agent_id]
         self._freed.set()
         self._freed = trio.Event()
 
-
-def batch_size(batch: Batch) -> int:
-    """The bytes a batch counts for: its records plus a fixed overhead per event."""
-    return sum(len(event.data_json) + EVENT_OVERHEAD for event in batch.events)
