@@ -198,3 +198,37 @@ class DaemonProcess:
                 await trio.sleep(0.02)
         self._log.close()
         return self.proc.returncode
+
+
+def ws_frame(payload: bytes, opcode: int = 0x1) -> bytes:
+    """One client WebSocket frame (masked with a zero key, as a client must mask)."""
+    length = len(payload)
+    if length < 126:
+        header = bytes([0x80 | opcode, 0x80 | length])
+    elif length < 1 << 16:
+        header = bytes([0x80 | opcode, 0x80 | 126]) + length.to_bytes(2, "big")
+    else:
+        header = bytes([0x80 | opcode, 0x80 | 127]) + length.to_bytes(8, "big")
+    return header + b"\0\0\0\0" + payload
+
+
+async def raw_connect(running: Running, path: str, *, receive_buffer: int | None = None) -> trio.SocketStream:
+    """A WebSocket handshake by hand, for a client that misbehaves below the message layer."""
+    host, port = running.address.rsplit(":", 1)
+    sock = trio.socket.socket()
+    if receive_buffer is not None:
+        import socket
+
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+    await sock.connect((host, int(port)))
+    stream = trio.SocketStream(sock)
+    await stream.send_all(
+        f"GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+        f"Authorization: Bearer {running.token}\r\n\r\n".encode()
+    )
+    received = b""
+    while b"\r\n\r\n" not in received:
+        received += await stream.receive_some()
+    assert received.startswith(b"HTTP/1.1 101"), received
+    return stream

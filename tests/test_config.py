@@ -622,3 +622,19 @@ def test_a_misspelled_environment_section_is_an_error(tmp_path):
     with pytest.raises(ConfigError, match=r"AGENTWATCH_SERVR_PING_INTERVAL.*AGENTWATCH_SERVER_<KEY>"):
         load(tmp_path, environ={"AGENTWATCH_SERVR_PING_INTERVAL": "5s"})
     assert load(tmp_path, environ={"AGENTWATCH_URL": "ws://x", "AGENTWATCH_TOKEN": "t"})["auth"]["enabled"] is True
+
+
+@pytest.mark.parametrize("key", ["ping_interval", "ping_timeout", "hello_timeout", "drain_timeout"])
+def test_timers_must_be_above_zero(tmp_path, key):
+    message = config_error(tmp_path, f"[server]\n{key} = 0\n")
+    assert key in message and "above zero" in message
+
+
+def test_the_token_file_appears_whole_and_alone(tmp_path):
+    from agentwatch.auth import ensure_token
+
+    path = tmp_path / "state" / "token"
+    token = ensure_token(path)
+    assert ensure_token(path) == token and len(token) >= 40
+    assert sorted(p.name for p in path.parent.iterdir()) == ["token"], "no partial file left behind"
+    assert path.stat().st_mode & 0o777 == 0o600

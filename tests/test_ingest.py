@@ -6,7 +6,7 @@ import pytest
 import trio
 from trio_websocket import ConnectionRejected, open_websocket_url
 
-from helpers import agent, running_daemon, stored, watcher
+from helpers import agent, raw_connect, running_daemon, stored, watcher, ws_frame
 
 
 def output(text="hi"):
@@ -107,6 +107,42 @@ async def test_early_events_carry_the_session_known_at_welcome(state_dir):
     assert [e["session"] for e in events] == [1, 1]
 
 
+async def test_duplicates_are_acknowledged(state_dir):
+    async with running_daemon(state_dir) as d:
+        async with agent(d, "a1") as a:
+            await a.hello()
+            await a.send({"type": "events", "events": [{"seq": s, "data": output()} for s in range(1, 6)]})
+            await a.until_ack(5)
+            await a.event(5, output("again"))
+            assert await a.recv() == {"type": "ack", "seq": 5}
+        async with agent(d, "a1") as a:
+            assert (await a.hello())["acked_seq"] == 5
+            await a.send({"type": "events", "events": [{"seq": s, "data": output()} for s in range(3, 6)]})
+            assert await a.recv() == {"type": "ack", "seq": 5}
+        assert [e["seq"] for e in await stored(d, "a1")] == [1, 2, 3, 4, 5]
+
+
+async def test_the_same_seq_twice_in_one_batch_is_stored_once(state_dir):
+    async with running_daemon(state_dir) as d, agent(d, "a1") as a:
+        await a.hello()
+        await a.send({"type": "events", "events": [{"seq": s, "data": output(str(i))} for i, s in enumerate((1, 2, 2, 3))]})
+        await a.until_ack(3)
+        events = await stored(d, "a1")
+    assert [(e["seq"], e["data"]["text"]) for e in events] == [(1, "0"), (2, "1"), (3, "3")]
+
+
+async def test_records_are_stored_as_utf8_without_growing(state_dir):
+    text = "naïve 日本語 🚀" * 1000
+    async with running_daemon(state_dir) as d, agent(d, "a1") as a:
+        await a.hello()
+        await a.event(1, output(text))
+        await a.until_ack(1)
+        [event] = await stored(d, "a1")
+        size = await d.daemon.store.run_in_writer(lambda conn: conn.execute("SELECT length(CAST(data AS BLOB)) FROM events").get)
+    assert event["data"]["text"] == text
+    assert size < len(json.dumps(output(text), ensure_ascii=False).encode()) + 16
+
+
 async def test_seq_regression_is_refused_and_the_connection_keeps_working(state_dir):
     async with running_daemon(state_dir) as d, agent(d, "a1") as a:
         await a.hello()
@@ -136,6 +172,8 @@ async def test_seq_regression_is_refused_and_the_connection_keeps_working(state_
         ({"type": "event", "seq": 2**63, "data": {}}, "bad_frame", "below 2**63"),
         ({"type": "event", "seq": 7}, "bad_frame", "data is missing"),
         ({"type": "event", "seq": 7, "ts": "yesterday", "data": {}}, "bad_frame", "ISO 8601"),
+        ({"type": "event", "seq": 7, "ts": "2026-01-01\udc8010:00:00", "data": {}}, "bad_frame", "ISO 8601"),
+        ({"type": "shout" * 10_000}, "bad_frame", "..."),
         ({"type": "event", "seq": 7, "format": 3, "data": {}}, "bad_frame", "format must be a string"),
         ({"type": "event", "seq": 7, "format": "klingon", "data": {}}, "unknown_format", "known formats: agentwatch"),
         ({"type": "events", "events": []}, "bad_frame", "non-empty array"),
@@ -223,7 +261,7 @@ async def test_a_newer_connection_replaces_the_older_with_4001(state_dir):
             assert info["connected"] is True
 
 
-async def test_rate_limit_refuses_what_is_over_it_and_admits_it_later(state_dir, virtual_clock):
+async def test_rate_limit_refuses_what_is_over_it_and_an_ack_never_skips_it(state_dir, virtual_clock):
     settings = {"AGENTWATCH_SERVER_RATE_LIMIT": "10", "AGENTWATCH_SERVER_RATE_BURST": "5"}
     async with running_daemon(state_dir, settings) as d, agent(d, "a1") as a:
         await a.hello()
@@ -233,33 +271,61 @@ async def test_rate_limit_refuses_what_is_over_it_and_admits_it_later(state_dir,
         error = await a.recv()
         assert (error["code"], error["seq"]) == ("rate_limited", 6)
         await trio.sleep(1)
-        await a.event(6, output())
-        await a.until_ack(6)
+        await a.event(7, output())  # a pipelining client sent on: 7 must wait for 6
+        error = await a.recv()
+        assert (error["code"], error["seq"]) == ("rate_limited", 7) and "resend from there" in error["message"]
+        await a.send({"type": "events", "events": [{"seq": s, "data": output()} for s in (6, 7)]})
+        await a.until_ack(7)
+        assert [e["seq"] for e in await stored(d, "a1")] == [1, 2, 3, 4, 5, 6, 7]
+
+
+async def test_a_batch_larger_than_the_burst_is_admitted_when_the_bucket_is_full(state_dir, virtual_clock):
+    settings = {"AGENTWATCH_SERVER_RATE_LIMIT": "10", "AGENTWATCH_SERVER_RATE_BURST": "5"}
+    async with running_daemon(state_dir, settings) as d, agent(d, "a1") as a:
+        await a.hello()
+        await a.send({"type": "events", "events": [{"seq": s, "data": output()} for s in range(1, 21)]})
+        await a.until_ack(20)
+        await a.event(21, output())
+        assert (await a.recv())["code"] == "rate_limited", "the big batch left the bucket in debt"
 
 
 async def test_ping_timeout_closes_an_unresponsive_connection(state_dir, virtual_clock):
     settings = {"AGENTWATCH_SERVER_PING_INTERVAL": "20s", "AGENTWATCH_SERVER_PING_TIMEOUT": "5s"}
     async with running_daemon(state_dir, settings) as d:
-        host, port = d.address.rsplit(":", 1)
-        stream = await trio.open_tcp_stream(host, int(port))
-        await stream.send_all(
-            b"GET /v1/agents/mute HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-            + f"Authorization: Bearer {d.token}\r\n\r\n".encode()
-        )
-        received = b""
-        while b"\r\n\r\n" not in received:
-            received += await stream.receive_some()
-        assert received.startswith(b"HTTP/1.1 101")
-        hello = json.dumps({"type": "hello", "protocol": 1}).encode()
-        await stream.send_all(bytes([0x81, 0x80 | len(hello), 0, 0, 0, 0]) + hello)  # masked with a zero key
+        stream = await raw_connect(d, "/v1/agents/mute")
+        await stream.send_all(ws_frame(json.dumps({"type": "hello", "protocol": 1}).encode()))
         start = trio.current_time()
+        received = b""
         with trio.fail_after(60):
             while chunk := await stream.receive_some():
                 received += chunk
-        assert b"\x89" in received, received
-        assert b"\x88" in received, "the daemon closes the connection"
+        assert b"\x89" in received, "the daemon sends pings"
+        assert b"\x88\x0e\x03\xf3ping timeout" in received, "the daemon closes with 1011"
         assert 25 - 1 <= trio.current_time() - start <= 25 + 6
+
+
+async def test_a_peer_that_reads_nothing_is_cut_after_the_ping_timeout(state_dir, virtual_clock):
+    settings = {"AGENTWATCH_SERVER_PING_INTERVAL": "2s", "AGENTWATCH_SERVER_PING_TIMEOUT": "2s"}
+    async with running_daemon(state_dir, settings) as d:
+        stream = await raw_connect(d, "/v1/agents/deaf", receive_buffer=4096)
+        await stream.send_all(ws_frame(json.dumps({"type": "hello", "protocol": 1}).encode()))
+        with trio.move_on_after(3):  # bad frames earn error frames the client never reads
+            while True:
+                await stream.send_all(ws_frame(b"{}") * 50)
+        await trio.sleep(30)
+        async with watcher(d) as w:
+            assert (await w.call("status"))["agents_connected"] == 0
+
+
+async def test_an_unresponsive_watch_connection_is_closed_too(state_dir, virtual_clock):
+    settings = {"AGENTWATCH_SERVER_PING_INTERVAL": "20s", "AGENTWATCH_SERVER_PING_TIMEOUT": "5s"}
+    async with running_daemon(state_dir, settings) as d:
+        stream = await raw_connect(d, "/v1/watch")
+        received = b""
+        with trio.fail_after(60):
+            while chunk := await stream.receive_some():
+                received += chunk
+        assert b"\x89" in received and b"ping timeout" in received
 
 
 async def test_pings_answered_keep_the_connection(state_dir, virtual_clock):

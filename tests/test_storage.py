@@ -1,5 +1,6 @@
 """The built-in SQLite store below the protocol: group commit isolation, schema ownership."""
 
+import json
 import threading
 
 import apsw
@@ -29,9 +30,11 @@ class Outcome:
         self.done.set()
 
 
-def batch(agent_id: str, seq: int, fmt: str = "agentwatch", count: int = 1) -> tuple[Batch, Outcome]:
+def batch(
+    agent_id: str, seq: int, fmt: str = "agentwatch", count: int = 1, record: str = '{"kind":"output"}'
+) -> tuple[Batch, Outcome]:
     outcome = Outcome()
-    events = [IncomingEvent(s, None, fmt, '{"kind":"output"}', Normalized("output")) for s in range(seq, seq + count)]
+    events = [IncomingEvent(s, None, fmt, record, Normalized("output")) for s in range(seq, seq + count)]
     return Batch(agent_id, events, now_ms(), outcome, sum(len(e.data_json) for e in events)), outcome
 
 
@@ -56,7 +59,7 @@ async def test_one_unwritable_frame_in_a_group_commit_fails_alone(tmp_path):
         assert first_outcome.acked == 1 and good_outcome.acked == 2
         assert bad_outcome.failure is not None and bad_outcome.failure[0] == "internal"
         page = await store.events("good")
-        assert page is not None and [e["seq"] for e in page[0]] == [1, 2]
+        assert page is not None and [e["seq"] for e in json.loads(page)["events"]] == [1, 2]
         nursery.cancel_scope.cancel()
 
 
@@ -90,6 +93,38 @@ async def test_a_hello_overtakes_other_agents_frames_but_not_its_own(tmp_path):
     assert (session, acked) == (0, 0) and committed_before < len(outcomes), "the newcomer did not wait for the queue"
     (session, acked), committed_before = welcomed["busy"]
     assert acked == 12_000 and committed_before == len(outcomes), "a reconnect's welcome covers its own queued frames"
+
+
+async def test_after_a_failed_write_nothing_above_the_hole_is_stored_until_it_is_resent(tmp_path):
+    """The guard survives a new hello (a reconnect racing the old connection's frames) and starts
+    at the first seq that was new, so a resend overlapping stored events clears it."""
+    store = SqliteStore(tmp_path / "a.db")
+    async with trio.open_nursery() as nursery:
+        await nursery.start(store.run, lambda events: None)
+        await store.hello("a", AgentInfo(), now_ms())
+        first, outcome = batch("a", 1, count=10)
+        await store.submit(first)
+        await outcome.done.wait()
+        pages = await store.run_in_writer(lambda conn: conn.execute("PRAGMA page_count").get)
+        await store.run_in_writer(lambda conn: conn.execute(f"PRAGMA max_page_count = {pages}").get)
+        big = '{"kind":"output","text":"' + "x" * 100_000 + '"}'
+        failing, outcome = batch("a", 8, record=big, count=8)  # 8..15, of which 11..15 are new
+        await store.submit(failing)
+        await outcome.done.wait()
+        assert outcome.failure is not None and outcome.failure[0] == "storage_unavailable"
+        await store.run_in_writer(lambda conn: conn.execute("PRAGMA max_page_count = 4294967294").get)
+        assert await store.hello("a", AgentInfo(), now_ms()) == (0, 10)
+        late, outcome = batch("a", 16)  # the old connection's pipelined frame, after the new hello
+        await store.submit(late)
+        await outcome.done.wait()
+        assert outcome.failure is not None and "from seq 11" in outcome.failure[1]
+        resent, outcome = batch("a", 8, count=9)  # 8..16, overlapping what is stored
+        await store.submit(resent)
+        await outcome.done.wait()
+        assert outcome.acked == 16
+        page = await store.events("a")
+        assert page is not None and [e["seq"] for e in json.loads(page)["events"]] == list(range(1, 17))
+        nursery.cancel_scope.cancel()
 
 
 async def open_store(path):

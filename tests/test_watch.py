@@ -569,3 +569,44 @@ async def test_events_survive_a_restart_and_are_listed_the_same(state_dir):
         assert info["connected"] is False and info["acked_seq"] == 3 and info["session"] == 1
         assert (await w.call("status"))["events_stored"] == 3
         assert [(s["session"], s["state"]) for s in await w.call("sessions.list")] == [(1, "idle"), (0, "cleared")]
+
+
+async def test_a_batch_of_more_than_100_requests_is_refused(state_dir):
+    async with running_daemon(state_dir) as d, watcher(d) as w:
+        reply = await w.raw(json.dumps([request("status", {}, i) for i in range(101)]))
+        assert reply["error"]["code"] == -32600 and "at most 100" in reply["error"]["message"]
+        replies = await w.raw(json.dumps([request("status", {}, i) for i in range(100)]))
+        assert [r["id"] for r in replies] == list(range(100))
+
+
+@pytest.mark.parametrize("param", ["after_seq", "before_seq", "session"])
+async def test_integers_beyond_sqlite_are_invalid_params(state_dir, param):
+    async with running_daemon(state_dir) as d:
+        async with agent(d, "a1") as a:
+            await a.hello()
+        async with watcher(d) as w:
+            with pytest.raises(RpcError) as error:
+                await w.call("events.list", agent_id="a1", **{param: 2**63})
+            assert error.value.code == -32602 and param in error.value.message
+            assert (await w.call("status"))["plugin_errors"] == {}
+
+
+async def test_nesting_too_deep_for_the_parser_is_a_parse_error(state_dir):
+    async with running_daemon(state_dir) as d, watcher(d) as w:
+        reply = await w.raw("[" * 100_000 + "]" * 100_000)
+        assert reply["error"]["code"] == -32700 and "nested too deeply" in reply["error"]["message"]
+        assert "version" in await w.call("status")
+
+
+async def test_an_events_page_stops_growing_at_its_byte_budget(state_dir, monkeypatch):
+    monkeypatch.setattr("agentwatch.plugins.storage.sqlite_store.MAX_PAGE_BYTES", 5000)
+    async with running_daemon(state_dir) as d:
+        async with agent(d, "a1") as a:
+            await a.hello()
+            await a.send({"type": "events", "events": [{"seq": s, "data": ev("output", "x" * 2000)} for s in range(1, 6)]})
+            await a.until_ack(5)
+        async with watcher(d) as w:
+            page = await w.call("events.list", agent_id="a1")
+            assert [e["seq"] for e in page["events"]] == [1, 2] and page["has_more"] is True
+            page = await w.call("events.list", agent_id="a1", after_seq=2)
+            assert [e["seq"] for e in page["events"]] == [3, 4] and page["has_more"] is True

@@ -14,17 +14,28 @@ class TokenFileError(Exception):
 
 
 def ensure_token(path: Path) -> str:
-    """Return the token in ``path``, creating the file (mode 0600, random token) if absent."""
+    """Return the token in ``path``, creating the file (mode 0600, random token) if absent.
+
+    The file appears whole or not at all: it is written under another name and linked into place.
+    """
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.exists():
+        return read_token(path)
+    token = secrets.token_urlsafe(32)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(token + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.link(partial, path)
+    except FileExistsError:  # another process created it first: use theirs
         return read_token(path)
     except OSError as exc:
         raise TokenFileError(f"cannot create token file {path}: {exc.strerror}") from None
-    token = secrets.token_urlsafe(32)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(token + "\n")
+    finally:
+        partial.unlink(missing_ok=True)
     return token
 
 

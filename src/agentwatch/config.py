@@ -50,6 +50,12 @@ def parse_size(value: Any) -> int:
     raise ValueError("a size in bytes: a positive whole number, or a string such as 512KiB, 64MiB, 1GiB")
 
 
+def _positive_duration(value: Any) -> float:
+    if (seconds := parse_duration(value)) > 0:
+        return seconds
+    raise ValueError("a duration above zero: seconds as a number, or a string such as 250ms, 20s, 15m")
+
+
 def _positive_int(value: Any) -> int:
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value)
@@ -123,10 +129,10 @@ SCHEMA: dict[str, dict[str, tuple[Callable[[Any], Any], Any]]] = {
     "server": {
         "listen": (_listen_list, ["127.0.0.1:7717"]),
         "max_frame_bytes": (parse_size, 1_048_576),
-        "ping_interval": (parse_duration, 20.0),
-        "ping_timeout": (parse_duration, 20.0),
-        "hello_timeout": (parse_duration, 10.0),
-        "drain_timeout": (parse_duration, 10.0),
+        "ping_interval": (_positive_duration, 20.0),
+        "ping_timeout": (_positive_duration, 20.0),
+        "hello_timeout": (_positive_duration, 10.0),
+        "drain_timeout": (_positive_duration, 10.0),
         "rate_limit": (_non_negative_number, 0.0),
         "rate_burst": (_positive_int, 2000),
     },

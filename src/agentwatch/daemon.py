@@ -22,7 +22,8 @@ from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketReque
 from agentwatch import __version__
 from agentwatch.auth import HandshakeGuard, ensure_token
 from agentwatch.config import Config
-from agentwatch.ingest import AgentConnection
+from agentwatch.ingest import CLOSE_TIMEOUT, AgentConnection
+from agentwatch.keepalive import CLOSE_PING_TIMEOUT, unanswered_ping
 from agentwatch.listeners import bound_address, open_listener, parse_address
 from agentwatch.logs import get_logger
 from agentwatch.model import StoredEvent
@@ -70,8 +71,8 @@ class Daemon:
 
     # --- registry of agent connections ---
 
-    def claim(self, conn: AgentConnection) -> None:
-        """Make ``conn`` the agent's connection; an older one is closed with 4001."""
+    def claim(self, conn: AgentConnection) -> AgentConnection | None:
+        """Make ``conn`` the agent's connection; return the older one, now closing with 4001."""
         older = self.connections.get(conn.agent_id)
         self.connections[conn.agent_id] = conn
         if older is not None:
@@ -79,6 +80,7 @@ class Daemon:
             older.replace()
         if self._draining:
             conn.stop_reading()
+        return older
 
     def release(self, conn: AgentConnection) -> None:
         if self.connections.get(conn.agent_id) is conn:
@@ -202,17 +204,30 @@ class Daemon:
                 structlog.contextvars.bind_contextvars(agent_id=agent_id)
                 await AgentConnection(self, ws, agent_id).serve()
             else:
-                log.info("watch_connected")
-                self._watchers.add(ws)
-                try:
-                    await WatchConnection(self, ws, self.watch_methods).serve()
-                finally:
-                    self._watchers.discard(ws)
-                    log.info("watch_disconnected")
+                await self._watch(ws)
         except ConnectionClosed:
             pass
-        except Exception:
-            log.exception("connection_failed")
+
+    async def _watch(self, ws: WebSocketConnection) -> None:
+        log.info("watch_connected")
+        self._watchers.add(ws)
+        server = self.config["server"]
+        try:
+            async with trio.open_nursery() as nursery:
+
+                async def keep_alive() -> None:
+                    if await unanswered_ping(ws, server["ping_interval"], server["ping_timeout"]):
+                        log.info("ping_timeout", timeout_s=server["ping_timeout"])
+                        with trio.move_on_after(CLOSE_TIMEOUT):
+                            await ws.aclose(CLOSE_PING_TIMEOUT, "ping timeout")
+                        nursery.cancel_scope.cancel()
+
+                nursery.start_soon(keep_alive)
+                await WatchConnection(self, ws, self.watch_methods).serve()
+                nursery.cancel_scope.cancel()
+        finally:
+            self._watchers.discard(ws)
+            log.info("watch_disconnected")
 
     def __repr__(self) -> str:
         return f"<Daemon {' '.join(self.addresses) or 'not listening'}>"

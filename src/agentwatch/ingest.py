@@ -10,9 +10,11 @@ import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from agentwatch.ingest_frames import FrameError, Hello, RawEvent, decode, parse_events, parse_hello
+from agentwatch.keepalive import CLOSE_PING_TIMEOUT, unanswered_ping
 from agentwatch.logs import get_logger
 from agentwatch.model import KINDS, RAW, Batch, IncomingEvent, Normalized, StoredEvent, now_ms
 from agentwatch.store import StorageUnavailable
+from agentwatch.text import brief
 
 if TYPE_CHECKING:
     from agentwatch.daemon import Daemon
@@ -25,12 +27,28 @@ CLOSE_NO_HELLO = 4000
 CLOSE_REPLACED = 4001
 CLOSE_TIMEOUT = 5.0  # seconds for the closing handshake
 
-# Records are stored compact, with ASCII escapes: any JSON string survives, lone surrogates included.
-_RECORD_ENCODER = json.JSONEncoder(separators=(",", ":"))
+# Records are stored compact, as UTF-8; a record with a lone surrogate (which JSON admits and
+# UTF-8 cannot hold) is stored with ASCII escapes instead, so it survives exactly too.
+_RECORD_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+_ESCAPING_ENCODER = json.JSONEncoder(separators=(",", ":"))
+
+
+def encode_record(data: Any) -> str:
+    """The record as compact JSON text that SQLite can store."""
+    text = _RECORD_ENCODER.encode(data)
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return _ESCAPING_ENCODER.encode(data)
+    return text
 
 
 class TokenBucket:
-    """Events per second with a burst allowance; ``rate == 0`` means unlimited."""
+    """Events per second with a burst allowance; ``rate == 0`` means unlimited.
+
+    A batch larger than the burst is admitted when the bucket is full, leaving it in debt.
+    """
 
     def __init__(self, rate: float, burst: int) -> None:
         self.rate, self.burst = rate, burst
@@ -43,7 +61,7 @@ class TokenBucket:
         now = trio.current_time()
         self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
         self._at = now
-        if count > self._tokens:
+        if self._tokens < min(count, self.burst):
             return False
         self._tokens -= count
         return True
@@ -60,20 +78,22 @@ class AgentConnection:
         server = daemon.config["server"]
         self._bucket = TokenBucket(server["rate_limit"], server["rate_burst"])
         self._max_sent = 0  # highest seq this connection sent that may still be stored
+        self._refused: tuple[int, str] | None = None  # (seq, code) of a transient refusal not yet resent
         self._ack_target = 0
-        self._ack_sent = 0
+        self._ack_due = False  # a commit since the last ack: duplicates are acknowledged too
         self._failures: deque[dict[str, Any]] = deque()
         self._wakeup = trio.Event()
         self._outstanding = 0
         self._settled = trio.Event()
-        self._replaced = trio.Event()
-        self._reading = trio.CancelScope()
+        self._receiving = trio.CancelScope()
         self._close: tuple[int, str] | None = None  # why the daemon ends this connection
+        self.quiet = trio.Event()  # set once this connection submits nothing more
 
     # --- BatchSink: called by the store's writer after a commit (or a failure) ---
 
     def committed(self, acked_seq: int, stored: list[StoredEvent]) -> None:
         self._ack_target = max(self._ack_target, acked_seq)
+        self._ack_due = True
         self._settle()
 
     def failed(self, batch: Batch, code: str, message: str) -> None:
@@ -101,39 +121,46 @@ class AgentConnection:
         self._stop(CLOSE_GOING_AWAY, "daemon shutting down")
 
     def _stop(self, code: int, reason: str) -> None:
+        """Receive no more frames (one already received is still submitted), then close with ``code``."""
         if self._close is None:
             self._close = (code, reason)
-        self._reading.cancel()
+        self._receiving.cancel()
 
     async def serve(self) -> None:
         hello = await self._receive_hello()
         if hello is None:
             return
         self.format = hello.format
+        older = self.daemon.claim(self)
         try:
-            session, acked_seq = await self.daemon.store.hello(self.agent_id, hello.agent, now_ms())
-        except StorageUnavailable as exc:
-            await self._send(FrameError("storage_unavailable", f"cannot record the hello: {exc}; reconnect later").to_frame())
-            await self._close_ws(CLOSE_INTERNAL, "storage unavailable")
-            return
-        self._ack_sent = self._ack_target = acked_seq
-        self.daemon.claim(self)
+            if older is not None:  # its last frames queue before our hello, so the welcome covers them
+                await older.quiet.wait()
+            try:
+                session, acked_seq = await self.daemon.store.hello(self.agent_id, hello.agent, now_ms())
+            except StorageUnavailable as exc:
+                await self._send(FrameError("storage_unavailable", f"cannot record the hello: {exc}; reconnect later").to_frame())
+                await self._close_ws(CLOSE_INTERNAL, "storage unavailable")
+                return
+            self._ack_target = acked_seq
+            await self._run(hello, session, acked_seq)
+        finally:
+            self.quiet.set()
+            self.daemon.release(self)
+
+    async def _run(self, hello: Hello, session: int, acked_seq: int) -> None:
         log.info("agent_connected", format=self.format, session=session, acked_seq=acked_seq)
         self.daemon.plugins.notify("agentwatch_agent_connected", agent_id=self.agent_id, agent=hello.agent, session=session)
         try:
             await self._send({"type": "welcome", "protocol": 1, "agent_id": self.agent_id, "session": session, "acked_seq": acked_seq})
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._send_acks)
-                nursery.start_soon(self._ping)
-                with self._reading:
-                    await self._read_frames()
+                nursery.start_soon(self._keep_alive, nursery.cancel_scope)
+                await self._read_frames()
+                self.quiet.set()
                 await self._settle_and_close()
                 nursery.cancel_scope.cancel()
         finally:
-            self.daemon.release(self)
-            code = self.ws.closed.code if self.ws.closed is not None else None
-            if self._close is not None:
-                code = self._close[0]
+            code = self._close[0] if self._close is not None else self.ws.closed.code if self.ws.closed else None
             log.info("agent_disconnected", code=code)
             self.daemon.plugins.notify("agentwatch_agent_disconnected", agent_id=self.agent_id, code=code)
 
@@ -157,7 +184,8 @@ class AgentConnection:
         """Wait for what was received to commit (the daemon bounds this at shutdown), ack it, close."""
         if self._outstanding:
             await self._settled.wait()
-        await self._flush()
+        with trio.move_on_after(CLOSE_TIMEOUT):  # a peer that reads nothing cannot hold us
+            await self._flush()
         code, reason = self._close or (CLOSE_GOING_AWAY, "closing")
         await self._close_ws(code, reason)
 
@@ -168,17 +196,18 @@ class AgentConnection:
     # --- frames in ---
 
     async def _read_frames(self) -> None:
-        while True:
-            try:
-                message = await self.ws.get_message()
-            except ConnectionClosed:
+        while self._close is None:
+            with trio.CancelScope() as self._receiving:
+                try:
+                    message = await self.ws.get_message()
+                except ConnectionClosed:
+                    return
+            if self._receiving.cancelled_caught:
                 return
             try:
                 await self._handle(message)
             except FrameError as error:
                 await self._send(error.to_frame())
-            except (ConnectionClosed, trio.Cancelled):
-                raise
             except Exception:
                 log.exception("frame_failed")
                 await self._send(FrameError("internal", "the daemon failed to handle this frame; it was not stored").to_frame())
@@ -195,7 +224,13 @@ class AgentConnection:
                     event.seq,
                 )
             previous = event.seq
+        if self._refused is not None:
+            refused_seq, code = self._refused
+            if first > refused_seq:  # storing this would let an ack cover the refused events
+                raise FrameError(code, f"events from seq {refused_seq} were refused; resend from there first", first)
+            self._refused = None
         if not self._bucket.take(len(raw_events)):
+            self._refused = (first, "rate_limited")
             raise FrameError("rate_limited", f"over {self._bucket.rate:g} events/s; not stored, resend later", first)
         incoming = [self._normalize(event) for event in raw_events]
         if self._outstanding == 0:
@@ -206,6 +241,7 @@ class AgentConnection:
             await self.daemon.store.submit(Batch(self.agent_id, incoming, now_ms(), self, len(message)))
         except BaseException:
             self._max_sent = sent_before
+            self._refused = (first, "internal")
             self._settle()
             raise
 
@@ -213,7 +249,7 @@ class AgentConnection:
         name = event.format or self.format
         registered = self.daemon.formats.get(name)
         if registered is None:
-            raise FrameError("unknown_format", f"unknown format {name!r}; known formats: {', '.join(sorted(self.daemon.formats))}", event.seq)
+            raise FrameError("unknown_format", f"unknown format {brief(name)}; known formats: {', '.join(sorted(self.daemon.formats))}", event.seq)
         fmt, plugin = registered
         try:
             normalized = fmt.normalize(event.data)
@@ -222,7 +258,7 @@ class AgentConnection:
         except Exception:
             self.daemon.plugins.record_error(plugin, "normalize")
             normalized = RAW
-        data_json = _RECORD_ENCODER.encode(event.data)
+        data_json = encode_record(event.data)
         return IncomingEvent(event.seq, event.ts, name, data_json, normalized)
 
     # --- frames out ---
@@ -236,9 +272,9 @@ class AgentConnection:
     async def _flush(self) -> None:
         while self._failures:
             await self._send(self._failures.popleft())
-        if self._ack_target > self._ack_sent:
-            self._ack_sent = self._ack_target
-            await self._send({"type": "ack", "seq": self._ack_sent})
+        if self._ack_due:
+            self._ack_due = False
+            await self._send({"type": "ack", "seq": self._ack_target})
 
     async def _send_acks(self) -> None:
         while True:
@@ -246,16 +282,10 @@ class AgentConnection:
             self._wakeup = trio.Event()
             await self._flush()
 
-    async def _ping(self) -> None:
+    async def _keep_alive(self, serving: trio.CancelScope) -> None:
         server = self.daemon.config["server"]
-        while True:
-            await trio.sleep(server["ping_interval"])
-            with trio.move_on_after(server["ping_timeout"]):
-                try:
-                    await self.ws.ping()
-                except ConnectionClosed:
-                    return
-                continue
+        if await unanswered_ping(self.ws, server["ping_interval"], server["ping_timeout"]):
             log.info("ping_timeout", timeout_s=server["ping_timeout"])
-            self._stop(CLOSE_INTERNAL, "ping timeout")
-            return
+            self._stop(CLOSE_PING_TIMEOUT, "ping timeout")
+            await trio.sleep(CLOSE_TIMEOUT)  # still here: the peer reads nothing, so cut it
+            serving.cancel()

@@ -8,6 +8,7 @@ from typing import Any
 
 from agentwatch import strict_json
 from agentwatch.model import AgentInfo
+from agentwatch.text import brief
 
 PROTOCOL_VERSION = 1
 MAX_BATCH_EVENTS = 1000
@@ -63,14 +64,14 @@ def parse_hello(frame: dict[str, Any], known_formats: list[str]) -> Hello:
     if frame.get("type") != "hello":
         raise FrameError(
             "hello_required",
-            f"the first frame must be a hello, got type {frame.get('type')!r}: "
+            f"the first frame must be a hello, got type {brief(frame.get('type'))}: "
             '{"type": "hello", "protocol": 1, "format": "...", "agent": {...}}',
         )
     if frame.get("protocol") != PROTOCOL_VERSION:
-        raise FrameError("bad_frame", f"hello.protocol must be {PROTOCOL_VERSION}, got {frame.get('protocol')!r}")
+        raise FrameError("bad_frame", f"hello.protocol must be {PROTOCOL_VERSION}, got {brief(frame.get('protocol'))}")
     fmt = frame.get("format", "agentwatch")
     if fmt not in known_formats:
-        raise FrameError("unknown_format", f"unknown format {fmt!r}; known formats: {', '.join(sorted(known_formats))}")
+        raise FrameError("unknown_format", f"unknown format {brief(fmt)}; known formats: {', '.join(sorted(known_formats))}")
     return Hello(fmt, _parse_agent(frame.get("agent", {})))
 
 
@@ -117,13 +118,13 @@ def parse_events(frame: dict[str, Any]) -> list[RawEvent]:
         return parsed
     if kind == "hello":
         raise FrameError("bad_frame", "this connection already said hello; send event or events frames")
-    raise FrameError("bad_frame", f"unknown frame type {kind!r}; an agent sends hello, event or events")
+    raise FrameError("bad_frame", f"unknown frame type {brief(kind)}; an agent sends hello, event or events")
 
 
 def _parse_event(event: dict[str, Any], where: str) -> RawEvent:
     seq = event.get("seq")
     if not isinstance(seq, int) or isinstance(seq, bool) or not 1 <= seq <= MAX_INTEGER:
-        raise FrameError("bad_frame", f"{where}.seq must be a positive integer below 2**63, got {str(seq)[:40]}")
+        raise FrameError("bad_frame", f"{where}.seq must be a positive integer below 2**63, got {brief(seq)}")
     ts = event.get("ts")
     if ts is not None and not _is_iso_time(ts):
         raise FrameError("bad_frame", f"{where}.ts must be an ISO 8601 time such as 2026-11-21T10:00:00.123Z", seq)
@@ -147,7 +148,7 @@ def _is_unicode(value: Any) -> bool:
 
 
 def _is_iso_time(value: Any) -> bool:
-    if not isinstance(value, str):
+    if not _is_unicode(value):  # fromisoformat takes any character as the separator, even a lone surrogate
         return False
     try:
         datetime.fromisoformat(value)

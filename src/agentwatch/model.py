@@ -116,18 +116,14 @@ class StoredEvent:
     data_json: str
     normalized: Normalized | None = field(default=None, compare=False)
 
-    def to_wire(self) -> dict[str, Any]:
-        """The JSON object of protocol.md ("An event as the watch endpoint returns it")."""
-        return {
-            "agent_id": self.agent_id,
-            "seq": self.seq,
-            "session": self.session,
-            "kind": self.kind,
-            "ts": self.ts,
-            "received_at": iso_ms(self.received_at),
-            "format": self.format,
-            "data": json.loads(self.data_json),
-        }
+    def to_json(self) -> str:
+        """The JSON object of protocol.md ("An event as the watch endpoint returns it"), as text;
+        the record is spliced in as stored, never parsed."""
+        return (
+            f'{{"agent_id":{json.dumps(self.agent_id)},"seq":{self.seq},"session":{self.session},"kind":"{self.kind}",'
+            f'"ts":{json.dumps(self.ts)},"received_at":"{iso_ms(self.received_at)}","format":{json.dumps(self.format)},'
+            f'"data":{self.data_json}}}'
+        )
 
 
 @dataclass(slots=True)

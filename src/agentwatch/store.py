@@ -44,9 +44,6 @@ class Store(Protocol):
     async def submit(self, batch: Batch) -> None:
         """Queue ``batch`` for the writer (waits while the queue is full); the sink hears back."""
 
-    async def drain(self) -> None:
-        """Return once everything submitted so far has been committed or has failed."""
-
     async def agents(self) -> list[dict[str, Any]]:
         """Every known agent with its metadata, session, acked_seq and last_event_at (ms)."""
 
@@ -62,9 +59,9 @@ class Store(Protocol):
         after_seq: int | None,
         before_seq: int | None,
         limit: int,
-    ) -> tuple[list[dict[str, Any]], bool] | None:
-        """A page of events in ascending ``seq`` (wire shape) and whether more match; ``None``
-        when the agent is unknown."""
+    ) -> str | None:
+        """A page of events in ascending ``seq``, as the JSON text ``{"events": [...], "has_more": bool}``
+        (encoded off the event loop); ``None`` when the agent is unknown."""
 
     async def counts(self) -> dict[str, int]:
         """Totals for ``status``: at least ``events_stored`` and ``agents``."""

@@ -27,4 +27,7 @@ _DECODER = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite)
 
 def loads(text: str) -> Any:
     """Parse one JSON document strictly; ``ValueError`` says what is wrong."""
-    return _DECODER.decode(text)
+    try:
+        return _DECODER.decode(text)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None

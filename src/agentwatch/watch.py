@@ -11,6 +11,7 @@ from trio_websocket import ConnectionClosed, WebSocketConnection
 from agentwatch import strict_json
 from agentwatch.logs import get_logger
 from agentwatch.store import StorageUnavailable
+from agentwatch.text import brief
 
 if TYPE_CHECKING:
     from agentwatch.daemon import Daemon
@@ -20,12 +21,19 @@ log = get_logger(__name__)
 #: A watch method: ``await method(daemon, params)`` returns the JSON-RPC result.
 WatchMethod = Callable[["Daemon", dict[str, Any]], Awaitable[Any]]
 
+MAX_BATCH = 100  # requests in one JSON-RPC batch
+MAX_INTEGER = 2**63 - 1
+
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
 METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
 STORAGE_UNAVAILABLE = -32000
+
+
+class RawJSON(str):
+    """A result already encoded as JSON text (built off the event loop), spliced into the reply."""
 
 
 class WatchError(Exception):
@@ -44,16 +52,16 @@ class Params:
         unknown = sorted(set(params) - set(allowed))
         if unknown:
             takes = f"takes {', '.join(allowed)}" if allowed else "takes no params"
-            raise WatchError(INVALID_PARAMS, f"{method} has no param {', '.join(map(repr, unknown))}; it {takes}")
+            raise WatchError(INVALID_PARAMS, f"{method} has no param {', '.join(map(brief, unknown[:5]))}; it {takes}")
         self.method, self.params = method, params
 
-    def integer(self, name: str, default: int | None = None, *, low: int = 0, high: int | None = None) -> int | None:
+    def integer(self, name: str, default: int | None = None, *, low: int = 0, high: int = MAX_INTEGER) -> int | None:
         value = self.params.get(name, default)
         if value is None:
             return None
-        if not isinstance(value, int) or isinstance(value, bool) or value < low or (high is not None and value > high):
-            bounds = f"from {low} to {high}" if high is not None else f"of {low} or more"
-            raise WatchError(INVALID_PARAMS, f"{self.method}: {name} must be a whole number {bounds}, got {value!r}")
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            bounds = f"from {low} to {high}" if high < MAX_INTEGER else f"of {low} or more (below 2**63)"
+            raise WatchError(INVALID_PARAMS, f"{self.method}: {name} must be a whole number {bounds}, got {brief(value)}")
         return value
 
     def string(self, name: str, *, required: bool = False) -> str | None:
@@ -61,7 +69,7 @@ class Params:
         if value is None and not required:
             return None
         if not isinstance(value, str) or not value:
-            raise WatchError(INVALID_PARAMS, f"{self.method}: {name} must be a non-empty string, got {value!r}")
+            raise WatchError(INVALID_PARAMS, f"{self.method}: {name} must be a non-empty string, got {brief(value)}")
         return value
 
     def strings(self, name: str, allowed: frozenset[str]) -> list[str] | None:
@@ -72,7 +80,7 @@ class Params:
             raise WatchError(INVALID_PARAMS, f"{self.method}: {name} must be an array of strings")
         if unknown := sorted(set(value) - allowed):
             raise WatchError(
-                INVALID_PARAMS, f"{self.method}: unknown {name} {', '.join(map(repr, unknown))}; known: {', '.join(sorted(allowed))}"
+                INVALID_PARAMS, f"{self.method}: unknown {name} {', '.join(map(brief, unknown[:5]))}; known: {', '.join(sorted(allowed))}"
             )
         return value
 
@@ -94,12 +102,12 @@ class WatchConnection:
             reply = await self.answer(message)
             if reply is not None:
                 try:
-                    await self.ws.send_message(json.dumps(reply))
+                    await self.ws.send_message(reply)
                 except ConnectionClosed:
                     return
 
-    async def answer(self, message: str | bytes) -> Any:
-        """The response (or batch of responses) to one frame; ``None`` for notifications only."""
+    async def answer(self, message: str | bytes) -> str | None:
+        """The JSON text answering one frame (a reply, or a batch of them); ``None`` for notifications only."""
         if isinstance(message, bytes):
             return _error(None, PARSE_ERROR, "binary frames are not accepted: send each request as a JSON text frame")
         try:
@@ -109,11 +117,13 @@ class WatchConnection:
         if isinstance(request, list):
             if not request:
                 return _error(None, INVALID_REQUEST, "an empty batch; send at least one request")
+            if len(request) > MAX_BATCH:
+                return _error(None, INVALID_REQUEST, f"a batch holds at most {MAX_BATCH} requests, this one has {len(request)}: split it")
             replies = [reply for item in request if (reply := await self._call(item)) is not None]
-            return replies or None
+            return "[" + ",".join(replies) + "]" if replies else None
         return await self._call(request)
 
-    async def _call(self, request: Any) -> dict[str, Any] | None:
+    async def _call(self, request: Any) -> str | None:
         if not isinstance(request, dict) or request.get("jsonrpc") != "2.0" or not isinstance(request.get("method"), str):
             return _error(
                 request.get("id") if isinstance(request, dict) else None,
@@ -125,13 +135,15 @@ class WatchConnection:
         name = request["method"]
         params = request.get("params", {})
         if name not in self.methods:
-            reply = _error(request_id, METHOD_NOT_FOUND, f"no method {name!r}; methods: {', '.join(sorted(self.methods))}")
+            reply = _error(request_id, METHOD_NOT_FOUND, f"no method {brief(name)}; methods: {', '.join(sorted(self.methods))}")
         elif not isinstance(params, dict):
             reply = _error(request_id, INVALID_PARAMS, f"{name}: params must be an object of named params")
         else:
             method, plugin = self.methods[name]
             try:
-                reply = {"jsonrpc": "2.0", "id": request_id, "result": await method(self.daemon, params)}
+                result = await method(self.daemon, params)
+                body = result if isinstance(result, RawJSON) else json.dumps(result)
+                reply = f'{{"jsonrpc":"2.0","id":{json.dumps(request_id)},"result":{body}}}'
             except WatchError as exc:
                 reply = _error(request_id, exc.code, exc.message)
             except StorageUnavailable as exc:
@@ -142,5 +154,5 @@ class WatchConnection:
         return None if notification else reply
 
 
-def _error(request_id: Any, code: int, message: str) -> dict[str, Any]:
-    return {"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message}}
+def _error(request_id: Any, code: int, message: str) -> str:
+    return json.dumps({"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message}})

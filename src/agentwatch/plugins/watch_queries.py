@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 from agentwatch import __version__
 from agentwatch.hookspecs import hookimpl
+from agentwatch.text import brief
 from agentwatch.model import KINDS
-from agentwatch.watch import INVALID_PARAMS, Params, WatchError, WatchMethod
+from agentwatch.watch import INVALID_PARAMS, Params, RawJSON, WatchError, WatchMethod
 
 if TYPE_CHECKING:
     from agentwatch.daemon import Daemon
@@ -57,7 +58,7 @@ def _session_state(session: dict[str, Any], connected: bool) -> str:
     return "active" if connected else "idle"
 
 
-async def events_list(daemon: Daemon, params: dict[str, Any]) -> dict[str, Any]:
+async def events_list(daemon: Daemon, params: dict[str, Any]) -> RawJSON:
     p = Params("events.list", params, ("agent_id", "session", "kinds", "after_seq", "before_seq", "limit"))
     agent_id = p.string("agent_id", required=True)
     assert agent_id is not None
@@ -70,9 +71,8 @@ async def events_list(daemon: Daemon, params: dict[str, Any]) -> dict[str, Any]:
     }
     page = await daemon.store.events(agent_id, **query)
     if page is None:
-        raise WatchError(INVALID_PARAMS, f"events.list: no agent {agent_id!r} is known; agents.list shows the known ones")
-    events, has_more = page
-    return {"events": events, "has_more": has_more}
+        raise WatchError(INVALID_PARAMS, f"events.list: no agent {brief(agent_id)} is known; agents.list shows the known ones")
+    return RawJSON(page)
 
 
 @hookimpl

@@ -26,6 +26,7 @@ from agentwatch.store import StorageUnavailable
 log = get_logger(__name__)
 
 MAX_EVENTS_PER_COMMIT = 5000
+MAX_PAGE_BYTES = 8 << 20  # an events.list page stops growing past this many bytes of records
 READERS = 2
 
 #: Errors of the storage itself (all frames fail); any other error is about one frame's data (see _commit).
@@ -64,12 +65,7 @@ class _Hello:
     error: str | None = None
 
 
-@dataclasses.dataclass(slots=True)
-class _Marker:
-    done: trio.Event = dataclasses.field(default_factory=trio.Event)
-
-
-_Item = Batch | _Hello | _Marker
+_Item = Batch | _Hello
 
 
 @dataclasses.dataclass(slots=True)
@@ -86,7 +82,7 @@ class SqliteStore:
     def __init__(self, path: Path, *, synchronous: str = "full", queue_bytes: int = 8 << 20) -> None:
         self.path = path
         self._synchronous = synchronous
-        self._queue = WriteQueue[_Hello | _Marker](queue_bytes)
+        self._queue = WriteQueue[_Hello](queue_bytes)
         self._writer: apsw.Connection | None = None
         self._write_limiter = trio.CapacityLimiter(1)
         self._read_limiter = trio.CapacityLimiter(READERS)
@@ -148,11 +144,6 @@ class SqliteStore:
     async def submit(self, batch: Batch) -> None:
         await self._queue.put_batch(batch)
 
-    async def drain(self) -> None:
-        marker = _Marker()
-        self._queue.put(marker)
-        await marker.done.wait()
-
     async def _write_loop(self, on_commit: Callable[[list[StoredEvent]], None]) -> None:
         while True:
             await self._commit(await self._queue.take(MAX_EVENTS_PER_COMMIT), on_commit)
@@ -182,10 +173,8 @@ class SqliteStore:
                 else:
                     item.sink.committed(result[0], result[1])
                     committed.extend(result[1])
-            elif isinstance(item, _Hello):
-                item.result = result
-                item.done.set()
             else:
+                item.result = result
                 item.done.set()
         if committed:
             on_commit(committed)
@@ -195,14 +184,12 @@ class SqliteStore:
             if isinstance(item, Batch):
                 self._queue.done(item)
                 state = self._agents.get(item.agent_id)
-                if state is not None and item.events:
-                    first = item.events[0].seq
+                first = next((event.seq for event in item.events if state and event.seq > state.acked_seq), None)
+                if state is not None and first is not None:
                     state.failed_from = first if state.failed_from is None else min(state.failed_from, first)
                 item.sink.failed(item, code, message)
-            elif isinstance(item, _Hello):
-                item.error = message
-                item.done.set()
             else:
+                item.error = message
                 item.done.set()
 
     def _write(self, items: list[_Item]) -> list[Any]:
@@ -213,15 +200,15 @@ class SqliteStore:
         sessions: dict[tuple[int, int], _SessionDelta] = {}
         rows: list[tuple[Any, ...]] = []
         results: list[Any] = []
+        if conn.in_transaction:  # `with conn` would then be a savepoint, and nothing durable
+            raise StorageUnavailable("the write connection is inside a transaction it should not be in")
         try:
             with conn:
                 for item in items:
                     if isinstance(item, Batch):
                         results.append(self._apply_batch(conn, item, pending, sessions, rows))
-                    elif isinstance(item, _Hello):
-                        results.append(self._apply_hello(conn, item, pending, sessions))
                     else:
-                        results.append(None)
+                        results.append(self._apply_hello(conn, item, pending, sessions))
                 conn.executemany(
                     "INSERT INTO events(agent_key, seq, session, kind, ts, received_at, format, data)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -288,7 +275,6 @@ class SqliteStore:
                 " last_seen_at = ? WHERE agent_key = ?",
                 (info.name, info.kind, info.cwd, info.host, info.pid, labels, extra, hello.at_ms, state.key),
             )
-        state.failed_from = None  # a new connection resends from acked_seq
         return state.session, state.acked_seq
 
     def _apply_batch(
@@ -302,14 +288,16 @@ class SqliteStore:
         state = self._state(conn, batch.agent_id, pending)
         if state is None:
             return f"agent {batch.agent_id!r} has no hello on record; reconnect"
-        new = [event for event in batch.events if event.seq > state.acked_seq]
-        if state.failed_from is not None and new:
-            if new[0].seq > state.failed_from:
+        first_new = next((event.seq for event in batch.events if event.seq > state.acked_seq), None)
+        if state.failed_from is not None and first_new is not None:
+            if first_new > state.failed_from:
                 return f"events from seq {state.failed_from} were not stored; resend from there"
             state.failed_from = None
         at = batch.received_at
         stored: list[StoredEvent] = []
-        for event in new:
+        for event in batch.events:
+            if event.seq <= state.acked_seq:  # a duplicate, also of an earlier event of this batch
+                continue
             state.acked_seq = event.seq
             normalized = event.normalized
             if normalized.heartbeat:
@@ -369,7 +357,7 @@ class SqliteStore:
         after_seq: int | None = None,
         before_seq: int | None = None,
         limit: int = 100,
-    ) -> tuple[list[dict[str, Any]], bool] | None:
+    ) -> str | None:
         return await self._read(_query_events, agent_id, session, kinds, after_seq, before_seq, limit)
 
     async def counts(self) -> dict[str, int]:
@@ -436,7 +424,7 @@ def _query_events(
     after_seq: int | None,
     before_seq: int | None,
     limit: int,
-) -> tuple[list[dict[str, Any]], bool] | None:
+) -> str | None:
     agent_key = conn.execute("SELECT agent_key FROM agents WHERE agent_id = ?", (agent_id,)).get
     if agent_key is None:
         return None
@@ -459,12 +447,17 @@ def _query_events(
         "SELECT e.seq, e.session, e.kind, e.ts, e.received_at, e.format, e.data FROM events e"
         f" WHERE {' AND '.join(clauses)} ORDER BY e.seq LIMIT ?",
         params,
-    ).fetchall()
-    events = [
-        StoredEvent(agent_id, seq, session_no, kind, ts, received_at, fmt, data).to_wire()
-        for seq, session_no, kind, ts, received_at, fmt, data in rows[:limit]
-    ]
-    return events, len(rows) > limit
+    )
+    events: list[str] = []
+    size = 0
+    has_more = False
+    for seq, session_no, kind, ts, received_at, fmt, data in rows:
+        if len(events) == limit or (events and size + len(data) > MAX_PAGE_BYTES):
+            has_more = True
+            break
+        events.append(StoredEvent(agent_id, seq, session_no, kind, ts, received_at, fmt, data).to_json())
+        size += len(data)
+    return '{"events":[' + ",".join(events) + '],"has_more":' + ("true" if has_more else "false") + "}"
 
 
 def _query_counts(conn: apsw.Connection) -> dict[str, int]:

@@ -19,7 +19,7 @@ Item = TypeVar("Item")
 
 
 class WriteQueue(Generic[Item]):
-    """A FIFO of batches and other items, with a byte budget for batches and a lane for hellos."""
+    """A FIFO of batches and hellos, with a byte budget for batches and a lane for hellos."""
 
     def __init__(self, limit_bytes: int) -> None:
         self.limit_bytes = limit_bytes
@@ -42,11 +42,6 @@ class WriteQueue(Generic[Item]):
     def put_hello(self, agent_id: str, hello: Item) -> None:
         """Queue a hello: ahead of everything unless this agent has batches waiting."""
         (self._items if self._pending[agent_id] else self._urgent).append(hello)
-        self._ready.set()
-
-    def put(self, item: Item) -> None:
-        """Queue anything else in arrival order."""
-        self._items.append(item)
         self._ready.set()
 
     async def take(self, max_events: int) -> list[Batch | Item]:
