@@ -443,7 +443,6 @@ def assert_one_clear_line(result, *words):
 
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(
     ("toml", "words"),
     [
@@ -461,7 +460,6 @@ def test_serve_with_a_bad_config_file_exits_2_with_one_line(tmp_path, toml, word
     assert not (tmp_path / "state").exists(), "nothing is created when the configuration is refused"
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "env", "words"),
     [
@@ -476,7 +474,6 @@ def test_serve_with_bad_flags_or_environment_exits_2(tmp_path, args, env, words)
     assert_one_clear_line(serve(tmp_path / "state", *args, env=clean_env(**env)), *words)
 
 
-@pytest.mark.slow
 def test_serve_on_an_address_in_use_exits_2(tmp_path):
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
         taken.bind(("127.0.0.1", 0))
@@ -491,7 +488,6 @@ def snapshot(directory):
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in directory.iterdir() if p.name.startswith("agentwatch.db")}
 
 
-@pytest.mark.slow
 def test_serve_refuses_a_foreign_sqlite_database_and_leaves_it_untouched(tmp_path):
     state = tmp_path / "state"
     state.mkdir()
@@ -512,7 +508,6 @@ def test_serve_refuses_a_foreign_sqlite_database_and_leaves_it_untouched(tmp_pat
     conn.close()
 
 
-@pytest.mark.slow
 def test_serve_refuses_a_file_of_random_bytes_and_leaves_it_untouched(tmp_path):
     state = tmp_path / "state"
     state.mkdir()
@@ -526,7 +521,6 @@ def test_serve_refuses_a_file_of_random_bytes_and_leaves_it_untouched(tmp_path):
     assert snapshot(state) == {"agentwatch.db": hashlib.sha256(junk).hexdigest()}
 
 
-@pytest.mark.slow
 def test_serve_refuses_a_storage_path_in_the_config_that_is_foreign(tmp_path):
     """The refusal names the path the configuration chose, not the default one."""
     state = tmp_path / "state"
@@ -543,7 +537,6 @@ def test_serve_refuses_a_storage_path_in_the_config_that_is_foreign(tmp_path):
 
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(
     "kind", ["tcp", "unix"]
 )

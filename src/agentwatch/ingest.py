@@ -85,7 +85,8 @@ class AgentConnection:
         self._wakeup = trio.Event()
         self._outstanding = 0
         self._settled = trio.Event()
-        self._receiving = trio.CancelScope()
+        self._reading = trio.CancelScope()
+        self._receiving = False  # waiting for a frame: the only time _stop cancels _reading
         self._close: tuple[int, str] | None = None  # why the daemon ends this connection
         self.quiet = trio.Event()  # set once this connection submits nothing more
 
@@ -124,7 +125,8 @@ class AgentConnection:
         """Receive no more frames (one already received is still submitted), then close with ``code``."""
         if self._close is None:
             self._close = (code, reason)
-        self._receiving.cancel()
+        if self._receiving:
+            self._reading.cancel()
 
     async def serve(self) -> None:
         hello = await self._receive_hello()
@@ -196,21 +198,22 @@ class AgentConnection:
     # --- frames in ---
 
     async def _read_frames(self) -> None:
-        while self._close is None:
-            with trio.CancelScope() as self._receiving:
+        with self._reading:
+            while self._close is None:
+                self._receiving = True
                 try:
                     message = await self.ws.get_message()
                 except ConnectionClosed:
                     return
-            if self._receiving.cancelled_caught:
-                return
-            try:
-                await self._handle(message)
-            except FrameError as error:
-                await self._send(error.to_frame())
-            except Exception:
-                log.exception("frame_failed")
-                await self._send(FrameError("internal", "the daemon failed to handle this frame; it was not stored").to_frame())
+                finally:
+                    self._receiving = False
+                try:
+                    await self._handle(message)
+                except FrameError as error:
+                    await self._send(error.to_frame())
+                except Exception:
+                    log.exception("frame_failed")
+                    await self._send(FrameError("internal", "the daemon failed to handle this frame; it was not stored").to_frame())
 
     async def _handle(self, message: str | bytes) -> None:
         raw_events = parse_events(decode(message))
@@ -237,8 +240,14 @@ class AgentConnection:
             self._settled = trio.Event()
         self._outstanding += 1
         sent_before, self._max_sent = self._max_sent, previous
+        batch = Batch(self.agent_id, incoming, now_ms(), self, len(message))
         try:
-            await self.daemon.store.submit(Batch(self.agent_id, incoming, now_ms(), self, len(message)))
+            if self._reading.cancel_called:  # stopped as this frame arrived: it is still submitted
+                with trio.move_on_after(CLOSE_TIMEOUT) as shielded:
+                    shielded.shield = True
+                    await self.daemon.store.submit(batch)
+            else:
+                await self.daemon.store.submit(batch)
         except BaseException:
             self._max_sent = sent_before
             self._refused = (first, "internal")
