@@ -6,7 +6,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,6 +81,10 @@ class Agent:
 
     async def event(self, seq: int, data: Any, **extra: Any) -> None:
         await self.send({"type": "event", "seq": seq, "data": data, **extra})
+
+    async def batch(self, seqs: Any, data: Callable[[int], Any] = lambda seq: {"kind": "output", "text": str(seq)}) -> None:
+        """One ``events`` frame with an event for each of ``seqs``."""
+        await self.send({"type": "events", "events": [{"seq": seq, "data": data(seq)} for seq in seqs]})
 
     async def until_ack(self, seq: int) -> list[dict[str, Any]]:
         """Receive frames until an ack covering ``seq``; return everything received."""

@@ -67,7 +67,7 @@ async def test_resend_after_daemon_restart_stores_nothing_twice_and_keeps_sessio
         async with agent(d, "a1") as a:
             welcome = await a.hello()
             assert (welcome["session"], welcome["acked_seq"]) == (1, 3)
-            await a.send({"type": "events", "events": [{"seq": s, "data": output()} for s in (2, 3, 4)]})
+            await a.batch((2, 3, 4))
             await a.until_ack(4)
         events = await stored(d, "a1")
     assert [(e["seq"], e["session"]) for e in events] == [(1, 0), (2, 1), (3, 1), (4, 1)]
@@ -111,13 +111,13 @@ async def test_duplicates_are_acknowledged(state_dir):
     async with running_daemon(state_dir) as d:
         async with agent(d, "a1") as a:
             await a.hello()
-            await a.send({"type": "events", "events": [{"seq": s, "data": output()} for s in range(1, 6)]})
+            await a.batch(range(1, 6))
             await a.until_ack(5)
             await a.event(5, output("again"))
             assert await a.recv() == {"type": "ack", "seq": 5}
         async with agent(d, "a1") as a:
             assert (await a.hello())["acked_seq"] == 5
-            await a.send({"type": "events", "events": [{"seq": s, "data": output()} for s in range(3, 6)]})
+            await a.batch(range(3, 6))
             assert await a.recv() == {"type": "ack", "seq": 5}
         assert [e["seq"] for e in await stored(d, "a1")] == [1, 2, 3, 4, 5]
 
@@ -261,11 +261,13 @@ async def test_a_newer_connection_replaces_the_older_with_4001(state_dir):
             assert info["connected"] is True
 
 
+RATE_LIMITED = {"AGENTWATCH_SERVER_RATE_LIMIT": "10", "AGENTWATCH_SERVER_RATE_BURST": "5"}
+
+
 async def test_rate_limit_refuses_what_is_over_it_and_an_ack_never_skips_it(state_dir, virtual_clock):
-    settings = {"AGENTWATCH_SERVER_RATE_LIMIT": "10", "AGENTWATCH_SERVER_RATE_BURST": "5"}
-    async with running_daemon(state_dir, settings) as d, agent(d, "a1") as a:
+    async with running_daemon(state_dir, RATE_LIMITED) as d, agent(d, "a1") as a:
         await a.hello()
-        await a.send({"type": "events", "events": [{"seq": s, "data": output()} for s in range(1, 6)]})
+        await a.batch(range(1, 6))
         await a.until_ack(5)
         await a.event(6, output())
         error = await a.recv()
@@ -274,16 +276,15 @@ async def test_rate_limit_refuses_what_is_over_it_and_an_ack_never_skips_it(stat
         await a.event(7, output())  # a pipelining client sent on: 7 must wait for 6
         error = await a.recv()
         assert (error["code"], error["seq"]) == ("rate_limited", 7) and "resend from there" in error["message"]
-        await a.send({"type": "events", "events": [{"seq": s, "data": output()} for s in (6, 7)]})
+        await a.batch((6, 7))
         await a.until_ack(7)
         assert [e["seq"] for e in await stored(d, "a1")] == [1, 2, 3, 4, 5, 6, 7]
 
 
 async def test_a_batch_larger_than_the_burst_is_admitted_when_the_bucket_is_full(state_dir, virtual_clock):
-    settings = {"AGENTWATCH_SERVER_RATE_LIMIT": "10", "AGENTWATCH_SERVER_RATE_BURST": "5"}
-    async with running_daemon(state_dir, settings) as d, agent(d, "a1") as a:
+    async with running_daemon(state_dir, RATE_LIMITED) as d, agent(d, "a1") as a:
         await a.hello()
-        await a.send({"type": "events", "events": [{"seq": s, "data": output()} for s in range(1, 21)]})
+        await a.batch(range(1, 21))
         await a.until_ack(20)
         await a.event(21, output())
         assert (await a.recv())["code"] == "rate_limited", "the big batch left the bucket in debt"
@@ -395,7 +396,7 @@ async def test_many_agents_at_once(state_dir):
             async with agent(d, f"agent-{n}") as a:
                 await a.hello()
                 for start in range(1, 200, 50):
-                    await a.send({"type": "events", "events": [{"seq": s, "data": output()} for s in range(start, start + 50)]})
+                    await a.batch(range(start, start + 50))
                 await a.until_ack(200)
 
         async with trio.open_nursery() as nursery:

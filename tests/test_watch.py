@@ -311,12 +311,16 @@ async def test_status_counts_agents_and_events(state_dir):
                     await c.hello()
                     assert (await w.call("status"))["agents_connected"] == 2
 
-            async def none_connected():
-                return (await w.call("status"))["agents_connected"] == 0
-
-            await eventually(none_connected, "agents released")
+            await all_released(w)
             status = await w.call("status")
             assert status["events_stored"] == 8
+
+
+async def all_released(w):
+    async def none_connected():
+        return (await w.call("status"))["agents_connected"] == 0
+
+    await eventually(none_connected, "agents released")
 
 
 async def test_agents_connected_goes_back_to_zero_after_disconnect(state_dir):
@@ -325,10 +329,7 @@ async def test_agents_connected_goes_back_to_zero_after_disconnect(state_dir):
             await a.hello()
             assert (await w.call("status"))["agents_connected"] == 1
 
-        async def released():
-            return (await w.call("status"))["agents_connected"] == 0
-
-        await eventually(released, "agent released")
+        await all_released(w)
 
 
 # --- agents.list ---
