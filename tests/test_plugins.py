@@ -15,7 +15,7 @@ RECORDER = '''
 from agentwatch.hookspecs import hookimpl
 from agentwatch.model import Normalized
 
-seen = {"startup": [], "connected": [], "disconnected": [], "stored": []}
+seen = {"startup": [], "connected": [], "disconnected": [], "stored": [], "sessions": []}
 
 
 class ShoutFormat:
@@ -55,6 +55,11 @@ def agentwatch_agent_connected(agent_id, agent, session):
 @hookimpl
 def agentwatch_agent_disconnected(agent_id, code):
     seen["disconnected"].append((agent_id, code))
+
+
+@hookimpl
+def agentwatch_sessions_changed(sessions):
+    seen["sessions"].extend((key, facts.last_speaker) for key, facts in sessions.items())
 
 
 @hookimpl
@@ -131,7 +136,8 @@ async def test_an_entry_point_plugin_is_loaded_and_every_hook_reaches_it(state_d
     assert recorder.seen["connected"] == [("a1", "loud", 0)]
     assert recorder.seen["disconnected"] == [("a1", 1000)]
     assert recorder.seen["stored"] == [("a1", 1, 0, "output"), ("a1", 2, 0, "prompt")]
-    assert counts == {"startup": 1, "connected": 1, "disconnected": 1, "stored": 2}
+    assert recorder.seen["sessions"][-1] == (("a1", 0), "person")
+    assert counts == {"startup": 1, "connected": 1, "disconnected": 1, "stored": 2, "sessions": len(recorder.seen["sessions"])}
 
 
 async def test_a_raising_plugin_loses_no_event_and_is_counted(state_dir, install):

@@ -28,6 +28,7 @@ from agentwatch.listeners import bound_address, open_listener, parse_address
 from agentwatch.logs import get_logger
 from agentwatch.model import StoredEvent
 from agentwatch.plugin_manager import PluginError, Plugins
+from agentwatch.session_facts import SessionFacts
 from agentwatch.store import Store
 from agentwatch.watch import WatchConnection
 
@@ -157,8 +158,11 @@ class Daemon:
             log.warning("drain_timeout", connections=len(self.connections))
         handlers.cancel_scope.cancel()
 
-    def _on_commit(self, events: list[StoredEvent]) -> None:
-        self.plugins.notify("agentwatch_events_stored", events=events)
+    def _on_commit(self, events: list[StoredEvent], sessions: dict[tuple[str, int], SessionFacts]) -> None:
+        if events:
+            self.plugins.notify("agentwatch_events_stored", events=events)
+        if sessions:
+            self.plugins.notify("agentwatch_sessions_changed", sessions=sessions)
 
     # --- one connection ---
 

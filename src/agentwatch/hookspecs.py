@@ -6,7 +6,7 @@ Hooks are synchronous (pluggy). A hook that needs to do I/O starts its own tasks
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import pluggy
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from agentwatch.config import Config
     from agentwatch.daemon import Daemon
     from agentwatch.model import AgentInfo, Format, StoredEvent
+    from agentwatch.session_facts import SessionFacts
     from agentwatch.store import Store
     from agentwatch.watch import WatchMethod
 
@@ -57,6 +58,11 @@ def agentwatch_agent_disconnected(agent_id: str, code: int) -> None:
 @hookspec
 def agentwatch_events_stored(events: Sequence[StoredEvent]) -> None:
     """``events`` were committed (in ``seq`` order per agent); must return quickly."""
+
+
+@hookspec
+def agentwatch_sessions_changed(sessions: Mapping[tuple[str, int], SessionFacts]) -> None:
+    """A commit changed these sessions' facts, by ``(agent_id, session)``; must return quickly."""
 
 
 def hook_names() -> list[str]:

@@ -8,6 +8,11 @@ from typing import Any, Protocol
 import trio
 
 from agentwatch.model import AgentInfo, Batch, StoredEvent
+from agentwatch.session_facts import SessionFacts
+
+
+#: Called once per commit with the events it stored and the facts of the sessions it changed.
+OnCommit = Callable[[list[StoredEvent], dict[tuple[str, int], SessionFacts]], None]
 
 
 class StorageUnavailable(Exception):
@@ -21,21 +26,18 @@ class StoreRefused(Exception):
 class Store(Protocol):
     """Durable storage of agents, sessions and events.
 
-    The store owns the two rules that must be atomic with a commit: an event whose ``seq``
-    is not above the agent's acknowledged ``seq`` is a duplicate (acknowledged, not stored
-    again), and a ``context_cleared`` event raises the agent's session number by one and is
-    stored with the new number.
+    The store owns the rules that must be atomic with a commit: an event whose ``seq`` is not
+    above the agent's acknowledged ``seq`` is a duplicate (acknowledged, not stored again); a
+    ``context_cleared`` event raises the agent's session number by one and is stored with the
+    new number; and each session's facts (:func:`agentwatch.session_facts.apply`) are kept
+    with its events.
     """
 
-    async def run(
-        self,
-        on_commit: Callable[[list[StoredEvent]], None],
-        *,
-        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-    ) -> None:
+    async def run(self, on_commit: OnCommit, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Open the store, report started, write until cancelled, then close.
 
-        ``on_commit`` is called once per commit with the events it stored, in order.
+        ``on_commit`` is called once per commit with the events it stored, in order, and a copy
+        of the facts (:mod:`agentwatch.session_facts`) of every session the commit changed.
         """
 
     async def hello(self, agent_id: str, agent: AgentInfo, at_ms: int) -> tuple[int, int]:
@@ -65,3 +67,6 @@ class Store(Protocol):
 
     async def counts(self) -> dict[str, int]:
         """Totals for ``status``: at least ``events_stored`` and ``agents``."""
+
+    async def current_sessions(self) -> dict[tuple[str, int], SessionFacts]:
+        """The facts of every agent's current session, by ``(agent_id, session)``."""

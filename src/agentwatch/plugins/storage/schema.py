@@ -55,6 +55,10 @@ MIGRATIONS: list[str] = [
     CREATE INDEX events_by_session ON events(agent_key, session, seq);
     CREATE INDEX events_by_kind ON events(agent_key, kind, seq);
     """,
+    # 1 -> 2: what each session's events established (agentwatch.session_facts), as JSON.
+    """
+    ALTER TABLE sessions ADD COLUMN facts TEXT;
+    """,
 ]
 
 

@@ -21,7 +21,9 @@ from agentwatch.logs import get_logger
 from agentwatch.model import AgentInfo, Batch, StoredEvent, iso_ms
 from agentwatch.plugins.storage.schema import migrate
 from agentwatch.plugins.storage.write_queue import WriteQueue
-from agentwatch.store import StorageUnavailable
+from agentwatch import session_facts
+from agentwatch.session_facts import SessionFacts
+from agentwatch.store import OnCommit, StorageUnavailable
 
 log = get_logger(__name__)
 
@@ -52,7 +54,11 @@ class _AgentState:
     session: int
     acked_seq: int
     last_event_at: int | None
+    facts: SessionFacts  # of the current session
     failed_from: int | None = None  # after a failed write: later events wait for this seq's resend
+
+    def copy(self) -> _AgentState:
+        return dataclasses.replace(self, facts=dataclasses.replace(self.facts))
 
 
 @dataclasses.dataclass(slots=True)
@@ -70,10 +76,13 @@ _Item = Batch | _Hello
 
 @dataclasses.dataclass(slots=True)
 class _SessionDelta:
+    """What a commit changes in one sessions row."""
+
+    agent_id: str
+    facts: SessionFacts
+    started_at: int
     events: int = 0
-    started_at: int = 0
     last_event_at: int = 0
-    ended: bool | None = None  # True: session_ended seen last; False: session_started seen last
 
 
 class SqliteStore:
@@ -93,7 +102,7 @@ class SqliteStore:
 
     async def run(
         self,
-        on_commit: Callable[[list[StoredEvent]], None],
+        on_commit: OnCommit,
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
@@ -144,14 +153,14 @@ class SqliteStore:
     async def submit(self, batch: Batch) -> None:
         await self._queue.put_batch(batch)
 
-    async def _write_loop(self, on_commit: Callable[[list[StoredEvent]], None]) -> None:
+    async def _write_loop(self, on_commit: OnCommit) -> None:
         while True:
             await self._commit(await self._queue.take(MAX_EVENTS_PER_COMMIT), on_commit)
 
-    async def _commit(self, items: list[_Item], on_commit: Callable[[list[StoredEvent]], None]) -> None:
+    async def _commit(self, items: list[_Item], on_commit: OnCommit) -> None:
         """Write ``items`` in one transaction, then tell their senders (and ``on_commit``)."""
         try:
-            results = await trio.to_thread.run_sync(self._write, items, limiter=self._write_limiter)
+            results, facts = await trio.to_thread.run_sync(self._write, items, limiter=self._write_limiter)
         except StorageUnavailable as exc:
             log.error("storage_unavailable", error=str(exc), frames=len(items))
             self._fail(items, "storage_unavailable", str(exc))
@@ -176,8 +185,8 @@ class SqliteStore:
             else:
                 item.result = result
                 item.done.set()
-        if committed:
-            on_commit(committed)
+        if committed or facts:
+            on_commit(committed, facts)
 
     def _fail(self, items: Sequence[_Item], code: str, message: str) -> None:
         for item in items:
@@ -192,8 +201,9 @@ class SqliteStore:
                 item.error = message
                 item.done.set()
 
-    def _write(self, items: list[_Item]) -> list[Any]:
-        """One transaction for everything in ``items`` (worker thread)."""
+    def _write(self, items: list[_Item]) -> tuple[list[Any], dict[tuple[str, int], SessionFacts]]:
+        """One transaction for everything in ``items`` (worker thread); returns each item's result
+        and a copy of the facts of every session it changed."""
         assert self._writer is not None
         conn = self._writer
         pending: dict[str, _AgentState] = {}
@@ -219,13 +229,13 @@ class SqliteStore:
                     [(s.session, s.acked_seq, s.last_event_at, s.key) for s in pending.values()],
                 )
                 conn.executemany(
-                    "INSERT INTO sessions(agent_key, session, started_at, last_event_at, events, ended_at)"
-                    " VALUES (?1, ?2, ?3, ?4, ?5, CASE WHEN ?6 THEN ?4 END)"
+                    "INSERT INTO sessions(agent_key, session, started_at, last_event_at, events, ended_at, facts)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)"
                     " ON CONFLICT DO UPDATE SET events = events + excluded.events,"
                     " last_event_at = coalesce(excluded.last_event_at, last_event_at),"
-                    " ended_at = CASE WHEN ?6 IS NULL THEN ended_at ELSE excluded.ended_at END",
+                    " ended_at = excluded.ended_at, facts = excluded.facts",
                     [
-                        (key, number, d.started_at, d.last_event_at or None, d.events, d.ended)
+                        (key, number, d.started_at, d.last_event_at or None, d.events, d.facts.ended_at, d.facts.to_json())
                         for (key, number), d in sessions.items()
                     ],
                 )
@@ -234,20 +244,24 @@ class SqliteStore:
                 raise StorageUnavailable(f"{type(cause).__name__}: {cause}") from exc
             raise
         self._agents.update(pending)
-        return results
+        changed = {(d.agent_id, number): dataclasses.replace(d.facts) for (_, number), d in sessions.items()}
+        return results, changed
 
     def _state(self, conn: apsw.Connection, agent_id: str, pending: dict[str, _AgentState]) -> _AgentState | None:
         if (state := pending.get(agent_id)) is not None:
             return state
         if (known := self._agents.get(agent_id)) is not None:
-            state = dataclasses.replace(known)
+            state = known.copy()
         else:
             row = conn.execute(
-                "SELECT agent_key, session, acked_seq, last_event_at FROM agents WHERE agent_id = ?", (agent_id,)
+                "SELECT a.agent_key, a.session, a.acked_seq, a.last_event_at, s.facts FROM agents a"
+                " LEFT JOIN sessions s ON s.agent_key = a.agent_key AND s.session = a.session WHERE a.agent_id = ?",
+                (agent_id,),
             ).fetchone()
             if row is None:
                 return None
-            state = _AgentState(*row)
+            key, session, acked_seq, last_event_at, facts = row
+            state = _AgentState(key, session, acked_seq, last_event_at, SessionFacts.from_json(facts))
         pending[agent_id] = state
         return state
 
@@ -267,14 +281,18 @@ class SqliteStore:
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (hello.agent_id, info.name, info.kind, info.cwd, info.host, info.pid, labels, extra, hello.at_ms, hello.at_ms),
             )
-            state = pending[hello.agent_id] = _AgentState(conn.last_insert_rowid(), 0, 0, None)
-            sessions[(state.key, 0)] = _SessionDelta(started_at=hello.at_ms)
+            facts = SessionFacts(cwd=info.cwd)
+            state = pending[hello.agent_id] = _AgentState(conn.last_insert_rowid(), 0, 0, None, facts)
+            sessions[(state.key, 0)] = _SessionDelta(hello.agent_id, facts, hello.at_ms)
         else:
             conn.execute(
                 "UPDATE agents SET name = ?, kind = ?, cwd = ?, host = ?, pid = ?, labels = ?, extra = ?,"
                 " last_seen_at = ? WHERE agent_key = ?",
                 (info.name, info.kind, info.cwd, info.host, info.pid, labels, extra, hello.at_ms, state.key),
             )
+            if info.cwd and not state.facts.cwd:
+                state.facts.cwd = info.cwd
+                sessions.setdefault((state.key, state.session), _SessionDelta(hello.agent_id, state.facts, hello.at_ms))
         return state.session, state.acked_seq
 
     def _apply_batch(
@@ -305,16 +323,13 @@ class SqliteStore:
             kind = normalized.kind
             if kind == "context_cleared":
                 state.session += 1
-                sessions[(state.key, state.session)] = _SessionDelta(started_at=at)
+                state.facts = SessionFacts(cwd=state.facts.cwd)
             delta = sessions.get((state.key, state.session))
             if delta is None:
-                delta = sessions[(state.key, state.session)] = _SessionDelta(started_at=at)
+                delta = sessions[(state.key, state.session)] = _SessionDelta(batch.agent_id, state.facts, at)
             delta.events += 1
             delta.last_event_at = at
-            if kind == "session_ended":
-                delta.ended = True
-            elif kind == "session_started":
-                delta.ended = False
+            session_facts.apply(state.facts, kind, normalized, at)
             rows.append((state.key, event.seq, state.session, kind, event.ts, at, event.format, event.data_json))
             stored.append(
                 StoredEvent(batch.agent_id, event.seq, state.session, kind, event.ts, at, event.format, event.data_json, normalized)
@@ -362,6 +377,9 @@ class SqliteStore:
 
     async def counts(self) -> dict[str, int]:
         return await self._read(_query_counts)
+
+    async def current_sessions(self) -> dict[tuple[str, int], SessionFacts]:
+        return await self._read(_query_current_sessions)
 
     # --- for tests of failure paths ---
 
@@ -458,6 +476,13 @@ def _query_events(
         events.append(StoredEvent(agent_id, seq, session_no, kind, ts, received_at, fmt, data).to_json())
         size += len(data)
     return '{"events":[' + ",".join(events) + '],"has_more":' + ("true" if has_more else "false") + "}"
+
+
+def _query_current_sessions(conn: apsw.Connection) -> dict[tuple[str, int], SessionFacts]:
+    rows = conn.execute(
+        "SELECT a.agent_id, s.session, s.facts FROM agents a JOIN sessions s ON s.agent_key = a.agent_key AND s.session = a.session"
+    )
+    return {(agent_id, session): SessionFacts.from_json(facts) for agent_id, session, facts in rows}
 
 
 def _query_counts(conn: apsw.Connection) -> dict[str, int]:

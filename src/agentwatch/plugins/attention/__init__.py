@@ -1,0 +1,1 @@
+"""The built-in ``attention`` plugin: which agent needs the person now, and why."""

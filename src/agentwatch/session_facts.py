@@ -1,0 +1,143 @@
+"""What is known about a session from its canonical events: who spoke last, whether a turn or a
+tool call is open, pending permissions, a failed turn, when the person last acted.
+
+The store applies :func:`apply` to every event it stores, in the same transaction, so the facts
+are exactly as durable as the events; the attention and stall plugins are policies over them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from agentwatch.model import Normalized
+
+SUMMARY_CHARS = 300
+
+
+@dataclass(slots=True)
+class SessionFacts:
+    """The state of one agent session (times are unix milliseconds)."""
+
+    last_event_at: int | None = None
+    last_speaker: str | None = None  # "person" or "agent"
+    last_spoke_at: int | None = None
+    turn_open: bool = False  # the agent is working on a turn
+    turn_completed_at: int | None = None  # when the last turn ended, if none is open
+    tools_open: int = 0  # tool calls started and not finished
+    tool_since: int | None = None
+    permissions_pending: int = 0
+    permission_since: int | None = None
+    failed_at: int | None = None  # the last turn ended in error
+    acted_at: int | None = None  # the person's last prompt or permission decision
+    ended_at: int | None = None
+    cwd: str | None = None
+    summary: str | None = None  # the agent's last words, shortened
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | None) -> SessionFacts:
+        """Facts from :meth:`to_json`; unknown keys (from a newer version) are ignored."""
+        if not text:
+            return cls()
+        known = {field.name for field in dataclasses.fields(cls)}
+        return cls(**{key: value for key, value in json.loads(text).items() if key in known})
+
+
+def apply(facts: SessionFacts, kind: str, event: Normalized, at: int) -> None:
+    """Update ``facts`` with one stored event of canonical ``kind`` received at ``at``."""
+    facts.last_event_at = at
+    if event.cwd:
+        facts.cwd = event.cwd
+    handler = _HANDLERS.get(kind)
+    if handler is not None:
+        handler(facts, event, at)
+
+
+def _person_spoke(facts: SessionFacts, event: Normalized, at: int) -> None:
+    facts.last_speaker, facts.last_spoke_at, facts.acted_at = "person", at, at
+    facts.turn_open, facts.turn_completed_at, facts.failed_at = True, None, None
+    facts.permissions_pending, facts.permission_since = 0, None  # answering moves past any prompt
+
+
+def _agent_spoke(facts: SessionFacts, event: Normalized, at: int) -> None:
+    facts.last_speaker, facts.last_spoke_at = "agent", at
+    _working(facts, event, at)
+    if event.text:
+        facts.summary = _shorten(event.text)
+
+
+def _working(facts: SessionFacts, event: Normalized, at: int) -> None:
+    facts.turn_open, facts.turn_completed_at, facts.ended_at = True, None, None
+
+
+def _tool_started(facts: SessionFacts, event: Normalized, at: int) -> None:
+    _working(facts, event, at)
+    if facts.tools_open == 0:
+        facts.tool_since = at
+    facts.tools_open += 1
+
+
+def _tool_finished(facts: SessionFacts, event: Normalized, at: int) -> None:
+    facts.tools_open = max(0, facts.tools_open - 1)
+    if facts.tools_open == 0:
+        facts.tool_since = None
+
+
+def _permission_requested(facts: SessionFacts, event: Normalized, at: int) -> None:
+    _working(facts, event, at)
+    if facts.permissions_pending == 0:
+        facts.permission_since = at
+    facts.permissions_pending += 1
+
+
+def _permission_resolved(facts: SessionFacts, event: Normalized, at: int) -> None:
+    facts.acted_at = at
+    facts.permissions_pending = max(0, facts.permissions_pending - 1)
+    if facts.permissions_pending == 0:
+        facts.permission_since = None
+
+
+def _turn_ended(facts: SessionFacts, event: Normalized, at: int, failed: bool) -> None:
+    facts.turn_open, facts.turn_completed_at = False, at
+    facts.tools_open, facts.tool_since = 0, None
+    facts.permissions_pending, facts.permission_since = 0, None
+    facts.failed_at = at if failed else None
+    facts.last_speaker, facts.last_spoke_at = "agent", at
+    if event.text:
+        facts.summary = _shorten(event.text)
+
+
+def _session_started(facts: SessionFacts, event: Normalized, at: int) -> None:
+    facts.ended_at = None
+
+
+def _session_ended(facts: SessionFacts, event: Normalized, at: int) -> None:
+    facts.ended_at = at
+    facts.turn_open, facts.tools_open, facts.tool_since = False, 0, None
+    facts.permissions_pending, facts.permission_since = 0, None
+
+
+_HANDLERS: dict[str, Any] = {
+    "session_started": _session_started,
+    "prompt": _person_spoke,
+    "output": _agent_spoke,
+    "thinking": _working,
+    "tool_use": _tool_started,
+    "tool_result": _tool_finished,
+    "permission_request": _permission_requested,
+    "permission_resolved": _permission_resolved,
+    "turn_completed": lambda facts, event, at: _turn_ended(facts, event, at, failed=bool(event.is_error)),
+    "error": lambda facts, event, at: _turn_ended(facts, event, at, failed=True),
+    "session_ended": _session_ended,
+}
+
+
+def _shorten(text: str) -> str:
+    """The first ``SUMMARY_CHARS`` characters of ``text``, whitespace folded."""
+    folded = " ".join(text.split())
+    return folded if len(folded) <= SUMMARY_CHARS else folded[: SUMMARY_CHARS - 1] + "…"
