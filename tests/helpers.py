@@ -21,6 +21,8 @@ from agentwatch.plugin_manager import Plugins
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TIMEOUT = 30.0  # seconds; generous because virtual-time tests wait for 10 s timers
+# trio-websocket's client waits up to 60 s for a handshake and 60 s for a close: bound them.
+CLIENT_TIMEOUTS = {"connect_timeout": 10.0, "disconnect_timeout": 10.0}
 
 
 @dataclass
@@ -112,7 +114,7 @@ async def agent(running: Running, agent_id: str, *, token: str | None = None, or
     headers = running.headers(token)
     if origin is not None:
         headers.append((b"Origin", origin.encode()))
-    async with open_websocket_url(f"{running.url}/v1/agents/{agent_id}", extra_headers=headers) as ws:
+    async with open_websocket_url(f"{running.url}/v1/agents/{agent_id}", extra_headers=headers, **CLIENT_TIMEOUTS) as ws:
         yield Agent(ws)
 
 
@@ -145,7 +147,7 @@ class RpcError(Exception):
 
 @asynccontextmanager
 async def watcher(running: Running) -> AsyncIterator[Watcher]:
-    async with open_websocket_url(f"{running.url}/v1/watch", extra_headers=running.headers()) as ws:
+    async with open_websocket_url(f"{running.url}/v1/watch", extra_headers=running.headers(), **CLIENT_TIMEOUTS) as ws:
         yield Watcher(ws)
 
 

@@ -32,6 +32,7 @@ DEFAULTS = {
     "auth": {"enabled": True, "token_file": "token", "allowed_origins": []},
     "storage": {"path": "agentwatch.db", "synchronous": "full", "queue_bytes": 8 << 20},
     "plugins": {"disable": []},
+    "attention": {"git_check_interval": 60.0},
     "log": {"level": "info", "format": "auto"},
 }
 
@@ -125,6 +126,8 @@ queue_bytes = "16KiB"
 
 [plugins]
 disable = ["claude-stream-json", "some-plugin"]
+[attention]
+git_check_interval = "2m"
 
 [log]
 level = "debug"
@@ -148,6 +151,7 @@ def test_a_file_with_every_documented_key(tmp_path):
         "auth": {"enabled": False, "token_file": "/etc/agentwatch/token", "allowed_origins": ["http://localhost:3000", "https://example.org"]},
         "storage": {"path": "data/events.sqlite", "synchronous": "normal", "queue_bytes": 16384},
         "plugins": {"disable": ["claude-stream-json", "some-plugin"]},
+        "attention": {"git_check_interval": 120.0},
         "log": {"level": "debug", "format": "json"},
     }
     # relative paths are under the state directory, absolute ones are kept
@@ -182,7 +186,7 @@ def test_an_empty_file_is_the_defaults(tmp_path):
         ('[server]\nlistn = ["127.0.0.1:1"]\n', ["unknown key", "[server]", "'listn'", "did you mean 'listen'?", "known:", "ping_interval"]),
         ("[server]\nping_intervall = 5\n", ["'ping_intervall'", "did you mean 'ping_interval'?"]),
         ('[auth]\ntoken = "x"\n', ["[auth]", "'token'", "token_file"]),
-        ('[sever]\nlisten = ["127.0.0.1:1"]\n', ["unknown section", "'sever'", "did you mean 'server'?", "known: auth, log, plugins, server, storage"]),
+        ('[sever]\nlisten = ["127.0.0.1:1"]\n', ["unknown section", "'sever'", "did you mean 'server'?", "known: attention, auth, log, plugins, server, storage"]),
         ('[logging]\nlevel = "info"\n', ["unknown section", "'logging'", "known:"]),
         ('listen = ["127.0.0.1:1"]\n', ["unknown section", "'listen'"]),
         ("[server.tls]\ncert = 1\n", ["[server]", "'tls'"]),

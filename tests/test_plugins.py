@@ -15,7 +15,7 @@ RECORDER = '''
 from agentwatch.hookspecs import hookimpl
 from agentwatch.model import Normalized
 
-seen = {"startup": [], "connected": [], "disconnected": [], "stored": [], "sessions": []}
+seen = {"startup": [], "connected": [], "disconnected": [], "stored": [], "sessions": [], "attention": []}
 
 
 class ShoutFormat:
@@ -55,6 +55,11 @@ def agentwatch_agent_connected(agent_id, agent, session):
 @hookimpl
 def agentwatch_agent_disconnected(agent_id, code):
     seen["disconnected"].append((agent_id, code))
+
+
+@hookimpl
+def agentwatch_attention_changed(agent_id, session, state, previous):
+    seen["attention"].append((agent_id, session, previous, state))
 
 
 @hookimpl
@@ -137,7 +142,9 @@ async def test_an_entry_point_plugin_is_loaded_and_every_hook_reaches_it(state_d
     assert recorder.seen["disconnected"] == [("a1", 1000)]
     assert recorder.seen["stored"] == [("a1", 1, 0, "output"), ("a1", 2, 0, "prompt")]
     assert recorder.seen["sessions"][-1] == (("a1", 0), "person")
-    assert counts == {"startup": 1, "connected": 1, "disconnected": 1, "stored": 2, "sessions": len(recorder.seen["sessions"])}
+    assert counts == {
+        "startup": 1, "connected": 1, "disconnected": 1, "stored": 2, "sessions": len(recorder.seen["sessions"]), "attention": 0
+    }
 
 
 async def test_a_raising_plugin_loses_no_event_and_is_counted(state_dir, install):
@@ -191,7 +198,7 @@ def config_with(state_dir, **environ):
 
 
 def test_disabling_a_plugin_nobody_has_is_a_startup_error(state_dir):
-    with pytest.raises(StartupError, match=r"'storag'.*known plugins: agentwatch, claude-stream-json, storage"):
+    with pytest.raises(StartupError, match=r"'storag'.*known plugins: agentwatch, attention, claude-stream-json, storage"):
         Daemon(config_with(state_dir, AGENTWATCH_PLUGINS_DISABLE="storag"))
 
 

@@ -149,6 +149,9 @@ SCHEMA: dict[str, dict[str, tuple[Callable[[Any], Any], Any]]] = {
     "plugins": {
         "disable": (_string_list, []),
     },
+    "attention": {
+        "git_check_interval": (_positive_duration, 60.0),
+    },
     "log": {
         "level": (_choice("debug", "info", "warning", "error"), "info"),
         "format": (_choice("auto", "json", "console"), "auto"),

@@ -65,6 +65,11 @@ def agentwatch_sessions_changed(sessions: Mapping[tuple[str, int], SessionFacts]
     """A commit changed these sessions' facts, by ``(agent_id, session)``; must return quickly."""
 
 
+@hookspec
+def agentwatch_attention_changed(agent_id: str, session: int, state: str | None, previous: str | None) -> None:
+    """A session's attention item appeared, changed state or left (``state`` None: it left)."""
+
+
 def hook_names() -> list[str]:
     """The names of every hook specified here."""
     return sorted(name for name, value in globals().items() if name.startswith("agentwatch_"))

@@ -37,9 +37,11 @@ class Plugins:
         disable = list(disable)
         for name in disable:
             self.manager.set_blocked(name)
-        for name, module in BUILTIN_PLUGINS.items():
+        for name, path in BUILTIN_PLUGINS.items():
             if not self.manager.is_blocked(name):
-                self.manager.register(importlib.import_module(module), name=name)
+                module, _, factory = path.partition(":")
+                plugin = importlib.import_module(module)
+                self.manager.register(getattr(plugin, factory)() if factory else plugin, name=name)
         installed = self._load_entry_points() if entry_points else set()
         unknown = sorted(set(disable) - set(BUILTIN_PLUGINS) - installed)
         if unknown:

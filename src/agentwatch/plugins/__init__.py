@@ -1,10 +1,11 @@
 """Built-in plugins. Each is an ordinary plugin registered under a short name and blockable
 with ``plugins.disable``; the core uses its own hooks, so any of them can be replaced."""
 
-#: Short name -> module path, in registration order.
+#: Short name -> module path, or ``module:Class`` for a plugin with state (one instance per daemon).
 BUILTIN_PLUGINS: dict[str, str] = {
     "storage": "agentwatch.plugins.storage",
     "watch-queries": "agentwatch.plugins.watch_queries",
+    "attention": "agentwatch.plugins.attention:AttentionPlugin",
     "agentwatch": "agentwatch.plugins.formats.canonical",
     "claude-stream-json": "agentwatch.plugins.formats.claude_stream_json",
 }

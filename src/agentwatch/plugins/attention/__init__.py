@@ -1,1 +1,107 @@
-"""The built-in ``attention`` plugin: which agent needs the person now, and why."""
+"""The built-in ``attention`` plugin: which agent needs the person now, and why.
+
+It keeps every current session's facts (from the store at start, then from each commit), the
+need each one has (:mod:`.feed`), and the state of each session's work tree (:mod:`.worktree`);
+``attention.list`` answers from memory, and ``agentwatch_attention_changed`` tells other plugins
+when an item appears, changes state or leaves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from agentwatch.hookspecs import hookimpl
+from agentwatch.logs import get_logger
+from agentwatch.model import StoredEvent, now_ms
+from agentwatch.plugins.attention.feed import Need, SessionKey, item, need_of, order
+from agentwatch.plugins.attention.worktree import WorkTrees
+from agentwatch.session_facts import SessionFacts
+from agentwatch.watch import Params, WatchMethod
+
+if TYPE_CHECKING:
+    from agentwatch.daemon import Daemon
+
+log = get_logger(__name__)
+
+#: Kinds after which a session's work tree may have changed.
+_WORK_DONE = frozenset({"tool_result", "turn_completed", "error"})
+
+
+class AttentionPlugin:
+    """The attention feed of one daemon."""
+
+    def __init__(self) -> None:
+        self._facts: dict[SessionKey, SessionFacts] = {}
+        self._needs: dict[SessionKey, Need] = {}
+        self._worktrees = WorkTrees()
+        self._daemon: Daemon | None = None
+        self._loaded = trio.Event()
+
+    @hookimpl
+    def agentwatch_startup(self, daemon: Daemon, nursery: trio.Nursery) -> None:
+        self._daemon = daemon
+        self._worktrees.interval = daemon.config["attention"]["git_check_interval"]
+        nursery.start_soon(self._worktrees.run)
+        nursery.start_soon(self._load, daemon)
+
+    async def _load(self, daemon: Daemon) -> None:
+        current = await daemon.store.current_sessions()
+        # Facts from a commit since start are newer than this snapshot: they win.
+        self.agentwatch_sessions_changed({key: facts for key, facts in current.items() if key not in self._facts})
+        self._loaded.set()
+        log.info("attention_loaded", sessions=len(current), items=len(self._needs))
+
+    @hookimpl
+    def agentwatch_sessions_changed(self, sessions: Mapping[tuple[str, int], SessionFacts]) -> None:
+        for key, facts in sessions.items():
+            self._forget_superseded(key)
+            self._facts[key] = facts
+            self._worktrees.watch(facts.cwd)
+            self._set_need(key, need_of(facts))
+
+    def _forget_superseded(self, key: SessionKey) -> None:
+        """A context clear started a new session: the agent's older session leaves the feed."""
+        agent_id, session = key
+        older = (agent_id, session - 1)
+        if session and older in self._facts:
+            del self._facts[older]
+            self._set_need(older, None)
+
+    def _set_need(self, key: SessionKey, need: Need | None) -> None:
+        previous = self._needs.get(key)
+        if need is None:
+            self._needs.pop(key, None)
+        else:
+            self._needs[key] = need
+        if (previous and previous.state) != (need and need.state) and self._daemon is not None:
+            self._daemon.plugins.notify(
+                "agentwatch_attention_changed",
+                agent_id=key[0],
+                session=key[1],
+                state=need.state if need else None,
+                previous=previous.state if previous else None,
+            )
+
+    @hookimpl
+    def agentwatch_events_stored(self, events: Sequence[StoredEvent]) -> None:
+        for event in events:
+            if event.kind in _WORK_DONE and (facts := self._facts.get((event.agent_id, event.session))):
+                self._worktrees.recheck(facts.cwd)
+
+    @hookimpl
+    def agentwatch_register_watch_methods(self, register: Callable[[str, WatchMethod], None]) -> None:
+        register("attention.list", self._list)
+
+    async def _list(self, daemon: Daemon, params: dict[str, Any]) -> dict[str, Any]:
+        Params("attention.list", params, ())
+        await self._loaded.wait()  # a request right after start waits for the stored facts
+        now = now_ms()
+        return {
+            "items": [
+                item(key, self._needs[key], self._facts[key], now, self._worktrees.dirty(self._facts[key].cwd))
+                for key in order(self._needs)
+            ]
+        }

@@ -1,0 +1,59 @@
+"""The attention feed: which sessions need the person, most urgent first (protocol.md, "Attention").
+
+A policy over :mod:`agentwatch.session_facts`: an item never expires because time passed; it
+leaves when the person acts, the session ends, or its facts go.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from agentwatch.model import iso_ms
+from agentwatch.session_facts import SessionFacts
+
+SessionKey = tuple[str, int]  # (agent_id, session)
+
+
+@dataclass(frozen=True, slots=True)
+class Need:
+    """Why a session needs the person, and since when (unix ms)."""
+
+    state: str
+    tier: int
+    since: int
+
+
+def need_of(facts: SessionFacts) -> Need | None:
+    """The session's need, or ``None`` when it needs nothing from the person."""
+    if facts.ended_at is not None:
+        return None
+    if facts.permissions_pending and facts.permission_since is not None:
+        return Need("needs_permission", 1, facts.permission_since)
+    if facts.failed_at is not None:
+        return Need("error", 2, facts.failed_at)
+    if not facts.turn_open and facts.last_speaker == "agent" and facts.turn_completed_at is not None:
+        return Need("awaiting_reply", 3, facts.turn_completed_at)
+    return None
+
+
+def item(key: SessionKey, need: Need, facts: SessionFacts, now_ms: int, uncommitted_work: bool | None) -> dict[str, Any]:
+    """The feed item of protocol.md for one session."""
+    agent_id, session = key
+    return {
+        "agent_id": agent_id,
+        "session": session,
+        "state": need.state,
+        "tier": need.tier,
+        "since": iso_ms(need.since),
+        "waiting_s": max(0, (now_ms - need.since) // 1000),
+        "last_speaker": facts.last_speaker,
+        "cwd": facts.cwd,
+        "uncommitted_work": uncommitted_work,
+        "summary": facts.summary,
+    }
+
+
+def order(needs: dict[SessionKey, Need]) -> list[SessionKey]:
+    """Sessions most urgent first: by tier, then the longest waiting."""
+    return sorted(needs, key=lambda key: (needs[key].tier, needs[key].since, key))
