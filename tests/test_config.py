@@ -33,6 +33,7 @@ DEFAULTS = {
     "storage": {"path": "agentwatch.db", "synchronous": "full", "queue_bytes": 8 << 20},
     "plugins": {"disable": []},
     "attention": {"git_check_interval": 60.0},
+    "stall": {"threshold": 900.0, "tool_threshold": 3600.0, "agents": {}, "labels": {}},
     "log": {"level": "info", "format": "auto"},
 }
 
@@ -128,6 +129,13 @@ queue_bytes = "16KiB"
 disable = ["claude-stream-json", "some-plugin"]
 [attention]
 git_check_interval = "2m"
+[stall]
+threshold = "20m"
+tool_threshold = "90m"
+[stall.agents]
+"build-bot" = "2h"
+[stall.labels]
+"project=monorepo" = { threshold = "30m", tool_threshold = "3h" }
 
 [log]
 level = "debug"
@@ -152,6 +160,12 @@ def test_a_file_with_every_documented_key(tmp_path):
         "storage": {"path": "data/events.sqlite", "synchronous": "normal", "queue_bytes": 16384},
         "plugins": {"disable": ["claude-stream-json", "some-plugin"]},
         "attention": {"git_check_interval": 120.0},
+        "stall": {
+            "threshold": 1200.0,
+            "tool_threshold": 5400.0,
+            "agents": {"build-bot": {"threshold": 7200.0}},
+            "labels": {"project=monorepo": {"threshold": 1800.0, "tool_threshold": 10800.0}},
+        },
         "log": {"level": "debug", "format": "json"},
     }
     # relative paths are under the state directory, absolute ones are kept
@@ -186,7 +200,7 @@ def test_an_empty_file_is_the_defaults(tmp_path):
         ('[server]\nlistn = ["127.0.0.1:1"]\n', ["unknown key", "[server]", "'listn'", "did you mean 'listen'?", "known:", "ping_interval"]),
         ("[server]\nping_intervall = 5\n", ["'ping_intervall'", "did you mean 'ping_interval'?"]),
         ('[auth]\ntoken = "x"\n', ["[auth]", "'token'", "token_file"]),
-        ('[sever]\nlisten = ["127.0.0.1:1"]\n', ["unknown section", "'sever'", "did you mean 'server'?", "known: attention, auth, log, plugins, server, storage"]),
+        ('[sever]\nlisten = ["127.0.0.1:1"]\n', ["unknown section", "'sever'", "did you mean 'server'?", "known: attention, auth, log, plugins, server, stall, storage"]),
         ('[logging]\nlevel = "info"\n', ["unknown section", "'logging'", "known:"]),
         ('listen = ["127.0.0.1:1"]\n', ["unknown section", "'listen'"]),
         ("[server.tls]\ncert = 1\n", ["[server]", "'tls'"]),
@@ -635,3 +649,17 @@ def test_the_token_file_appears_whole_and_alone(tmp_path):
     assert ensure_token(path) == token and len(token) >= 40
     assert sorted(p.name for p in path.parent.iterdir()) == ["token"], "no partial file left behind"
     assert path.stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize(
+    ("toml", "words"),
+    [
+        ('[stall.agents]\n"a" = "soon"\n', ["[stall] agents", "for 'a'", "a duration"]),
+        ('[stall.labels]\n"p=x" = { threshold = "1m", wait = "2m" }\n', ["[stall] labels", "not wait"]),
+        ('[stall]\nagents = "a=1m"\n', ["[stall] agents", "a table"]),
+    ],
+)
+def test_bad_stall_overrides_say_what_is_wrong(tmp_path, toml, words):
+    message = config_error(tmp_path, toml)
+    for word in words:
+        assert word in message, (word, message)

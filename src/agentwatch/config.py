@@ -112,6 +112,23 @@ def _choice(*allowed: str) -> Callable[[Any], str]:
     return parse
 
 
+def _stall_overrides(value: Any) -> dict[str, dict[str, float]]:
+    """``{name: "30m"}`` or ``{name: {threshold = "30m", tool_threshold = "2h"}}`` (TOML tables only)."""
+    if not isinstance(value, dict):
+        raise ValueError('a table, e.g. [stall.agents] "my-agent" = "30m" (set it in the configuration file)')
+    overrides: dict[str, dict[str, float]] = {}
+    for name, setting in value.items():
+        if not isinstance(setting, dict):
+            setting = {"threshold": setting}
+        if unknown := set(setting) - {"threshold", "tool_threshold"}:
+            raise ValueError(f"threshold and tool_threshold for {name!r}, not {', '.join(sorted(unknown))}")
+        try:
+            overrides[name] = {key: _positive_duration(raw) for key, raw in setting.items()}
+        except ValueError as exc:
+            raise ValueError(f"for {name!r}: {exc}") from None
+    return overrides
+
+
 def _listen_list(value: Any) -> list[str]:
     from agentwatch.listeners import parse_address
 
@@ -151,6 +168,12 @@ SCHEMA: dict[str, dict[str, tuple[Callable[[Any], Any], Any]]] = {
     },
     "attention": {
         "git_check_interval": (_positive_duration, 60.0),
+    },
+    "stall": {
+        "threshold": (_positive_duration, 15 * 60.0),
+        "tool_threshold": (_positive_duration, 60 * 60.0),
+        "agents": (_stall_overrides, {}),  # by agent id
+        "labels": (_stall_overrides, {}),  # by "label=value"
     },
     "log": {
         "level": (_choice("debug", "info", "warning", "error"), "info"),

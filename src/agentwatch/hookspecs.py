@@ -70,6 +70,16 @@ def agentwatch_attention_changed(agent_id: str, session: int, state: str | None,
     """A session's attention item appeared, changed state or left (``state`` None: it left)."""
 
 
+@hookspec
+def agentwatch_stall_detected(agent_id: str, session: int, since: int, threshold_s: float) -> None:
+    """A working session has been silent since ``since`` (unix ms) for ``threshold_s``: once per episode."""
+
+
+@hookspec
+def agentwatch_stall_cleared(agent_id: str, session: int) -> None:
+    """A stalled session's episode ended: activity resumed, the turn ended, or the session went."""
+
+
 def hook_names() -> list[str]:
     """The names of every hook specified here."""
     return sorted(name for name, value in globals().items() if name.startswith("agentwatch_"))

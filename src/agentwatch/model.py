@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import time
+
+import trio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -139,9 +141,29 @@ class AgentInfo:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+_CLOCK_BASE: trio.lowlevel.RunVar[tuple[float, float]] = trio.lowlevel.RunVar("agentwatch_clock_base")
+
+
 def now_ms() -> int:
-    """The current wall-clock time in unix milliseconds."""
-    return time.time_ns() // 1_000_000
+    """The current time in unix milliseconds: the wall clock, plus however far Trio's clock has
+    run ahead of real time in this run.
+
+    With Trio's normal clock that is exactly the wall clock (suspends and NTP steps included);
+    under a test's ``MockClock`` every timestamp the daemon makes moves with virtual time, so
+    timers and the times they compare against agree.
+    """
+    wall = time.time_ns() // 1_000_000
+    try:
+        trio_now = trio.current_time()
+    except RuntimeError:  # outside a Trio run
+        return wall
+    real_now = time.perf_counter()
+    try:
+        trio_base, real_base = _CLOCK_BASE.get()
+    except LookupError:
+        _CLOCK_BASE.set((trio_now, real_now))
+        return wall
+    return wall + round(((trio_now - trio_base) - (real_now - real_base)) * 1000)
 
 
 def iso_ms(ms: int | None) -> str | None:

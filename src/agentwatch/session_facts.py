@@ -21,6 +21,7 @@ SUMMARY_CHARS = 300
 class SessionFacts:
     """The state of one agent session (times are unix milliseconds)."""
 
+    started_at: int | None = None
     last_event_at: int | None = None
     last_speaker: str | None = None  # "person" or "agent"
     last_spoke_at: int | None = None
@@ -46,6 +47,19 @@ class SessionFacts:
             return cls()
         known = {field.name for field in dataclasses.fields(cls)}
         return cls(**{key: value for key, value in json.loads(text).items() if key in known})
+
+
+def is_working(facts: SessionFacts) -> bool:
+    """The agent owes the person progress: a turn or tool call is open, or the session started
+    and has produced nothing yet."""
+    if facts.ended_at is not None:
+        return False
+    return facts.turn_open or facts.tools_open > 0 or (facts.last_event_at is None and facts.started_at is not None)
+
+
+def last_activity(facts: SessionFacts) -> int | None:
+    """When anything last arrived from the session (its start if nothing has)."""
+    return facts.last_event_at if facts.last_event_at is not None else facts.started_at
 
 
 def apply(facts: SessionFacts, kind: str, event: Normalized, at: int) -> None:

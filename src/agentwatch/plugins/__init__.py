@@ -6,6 +6,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "storage": "agentwatch.plugins.storage",
     "watch-queries": "agentwatch.plugins.watch_queries",
     "attention": "agentwatch.plugins.attention:AttentionPlugin",
+    "stall": "agentwatch.plugins.stall:StallPlugin",
     "agentwatch": "agentwatch.plugins.formats.canonical",
     "claude-stream-json": "agentwatch.plugins.formats.claude_stream_json",
 }

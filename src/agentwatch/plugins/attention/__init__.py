@@ -36,6 +36,7 @@ class AttentionPlugin:
     def __init__(self) -> None:
         self._facts: dict[SessionKey, SessionFacts] = {}
         self._needs: dict[SessionKey, Need] = {}
+        self._stalled: dict[SessionKey, int] = {}  # from the stall plugin
         self._worktrees = WorkTrees()
         self._daemon: Daemon | None = None
         self._loaded = trio.Event()
@@ -60,7 +61,19 @@ class AttentionPlugin:
             self._forget_superseded(key)
             self._facts[key] = facts
             self._worktrees.watch(facts.cwd)
-            self._set_need(key, need_of(facts))
+            self._set_need(key, need_of(facts, self._stalled.get(key)))
+
+    @hookimpl
+    def agentwatch_stall_detected(self, agent_id: str, session: int, since: int, threshold_s: float) -> None:
+        self._stalled[(agent_id, session)] = since
+        if (facts := self._facts.get((agent_id, session))) is not None:
+            self._set_need((agent_id, session), need_of(facts, since))
+
+    @hookimpl
+    def agentwatch_stall_cleared(self, agent_id: str, session: int) -> None:
+        self._stalled.pop((agent_id, session), None)
+        if (facts := self._facts.get((agent_id, session))) is not None:
+            self._set_need((agent_id, session), need_of(facts))
 
     def _forget_superseded(self, key: SessionKey) -> None:
         """A context clear started a new session: the agent's older session leaves the feed."""
@@ -68,6 +81,7 @@ class AttentionPlugin:
         older = (agent_id, session - 1)
         if session and older in self._facts:
             del self._facts[older]
+            self._stalled.pop(older, None)
             self._set_need(older, None)
 
     def _set_need(self, key: SessionKey, need: Need | None) -> None:

@@ -24,14 +24,17 @@ class Need:
     since: int
 
 
-def need_of(facts: SessionFacts) -> Need | None:
-    """The session's need, or ``None`` when it needs nothing from the person."""
+def need_of(facts: SessionFacts, stalled_since: int | None = None) -> Need | None:
+    """The session's need, or ``None`` when it needs nothing from the person; ``stalled_since``
+    comes from the stall plugin."""
     if facts.ended_at is not None:
         return None
     if facts.permissions_pending and facts.permission_since is not None:
         return Need("needs_permission", 1, facts.permission_since)
     if facts.failed_at is not None:
         return Need("error", 2, facts.failed_at)
+    if stalled_since is not None:
+        return Need("stalled", 2, stalled_since)
     if not facts.turn_open and facts.last_speaker == "agent" and facts.turn_completed_at is not None:
         return Need("awaiting_reply", 3, facts.turn_completed_at)
     return None

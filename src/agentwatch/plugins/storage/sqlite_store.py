@@ -281,7 +281,7 @@ class SqliteStore:
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (hello.agent_id, info.name, info.kind, info.cwd, info.host, info.pid, labels, extra, hello.at_ms, hello.at_ms),
             )
-            facts = SessionFacts(cwd=info.cwd)
+            facts = SessionFacts(cwd=info.cwd, started_at=hello.at_ms)
             state = pending[hello.agent_id] = _AgentState(conn.last_insert_rowid(), 0, 0, None, facts)
             sessions[(state.key, 0)] = _SessionDelta(hello.agent_id, facts, hello.at_ms)
         else:
@@ -323,7 +323,7 @@ class SqliteStore:
             kind = normalized.kind
             if kind == "context_cleared":
                 state.session += 1
-                state.facts = SessionFacts(cwd=state.facts.cwd)
+                state.facts = SessionFacts(cwd=state.facts.cwd, started_at=at)
             delta = sessions.get((state.key, state.session))
             if delta is None:
                 delta = sessions[(state.key, state.session)] = _SessionDelta(batch.agent_id, state.facts, at)
