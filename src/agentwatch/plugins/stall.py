@@ -97,11 +97,12 @@ class StallPlugin:
                 if self._armed.get(key) != deadline:
                     continue  # superseded by an earlier deadline
                 del self._armed[key]
-                facts = self._facts.get(key)
-                current = self._deadline(key, facts) if facts else None
+                if (facts := self._facts.get(key)) is None:
+                    continue  # superseded by a context clear
+                current = self._deadline(key, facts)
                 if current is not None and current <= now:
-                    self._detect(key, facts)  # type: ignore[arg-type]
-                elif facts is not None:
+                    self._detect(key, facts)
+                else:
                     self._arm(key, facts)  # activity moved the deadline later
             wake_at = self._heap[0][0] if self._heap else math.inf
             with trio.move_on_after(max(0.0, (wake_at - now_ms()) / 1000)):
