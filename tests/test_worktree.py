@@ -88,25 +88,21 @@ def test_no_cwd_is_unknown():
     assert trees.dirty("/never/watched") is None
 
 
-async def test_no_longer_a_work_tree_is_unknown(tmp_path, repo):
+@pytest.mark.parametrize(
+    "vanish",
+    [
+        lambda root: shutil.rmtree(root / "repo" / ".git"),  # git now fails: "not a git repository"
+        lambda root: (root / "repo").rename(root / "moved"),  # the directory is gone
+    ],
+    ids=["no-longer-a-work-tree", "missing-directory"],
+)
+async def test_a_repository_that_goes_away_is_unknown(tmp_path, repo, vanish):
     changes = []
     trees = WorkTrees(interval=3600, on_change=lambda cwd, answer: changes.append((cwd, answer)))
     async with running(trees):
         trees.watch(repo)
         await until(lambda: trees.dirty(repo) is False)
-        shutil.rmtree(tmp_path / "repo" / ".git")  # git now fails: "not a git repository"
-        trees.recheck(repo)
-        await until(lambda: len(changes) == 2)
-    assert changes == [(repo, False), (repo, None)]
-
-
-async def test_missing_directory_is_unknown(tmp_path, repo):
-    changes = []
-    trees = WorkTrees(interval=3600, on_change=lambda cwd, answer: changes.append((cwd, answer)))
-    async with running(trees):
-        trees.watch(repo)
-        await until(lambda: trees.dirty(repo) is False)
-        (tmp_path / "repo").rename(tmp_path / "moved")
+        vanish(tmp_path)
         trees.recheck(repo)
         await until(lambda: len(changes) == 2)
     assert changes == [(repo, False), (repo, None)]
