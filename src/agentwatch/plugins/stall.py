@@ -36,6 +36,7 @@ class StallPlugin:
     def __init__(self) -> None:
         self._facts: dict[Key, SessionFacts] = {}
         self._labels: dict[str, dict[str, str]] = {}
+        self._thresholds: dict[str, tuple[float, float]] = {}  # per agent: (threshold, tool_threshold)
         self._armed: dict[Key, int] = {}  # the deadline each session has in the heap
         self._heap: list[tuple[int, Key]] = []
         self._stalled: dict[Key, int] = {}  # episode start: the last activity before it
@@ -52,6 +53,7 @@ class StallPlugin:
     @hookimpl
     def agentwatch_agent_connected(self, agent_id: str, agent: AgentInfo, session: int) -> None:
         self._labels[agent_id] = agent.labels
+        self._thresholds.pop(agent_id, None)
 
     @hookimpl
     def agentwatch_sessions_changed(self, sessions: Mapping[tuple[str, int], SessionFacts]) -> None:
@@ -64,7 +66,12 @@ class StallPlugin:
             self._arm(key, facts)
 
     def _threshold(self, agent_id: str, facts: SessionFacts) -> float:
-        name = "tool_threshold" if facts.tools_open else "threshold"
+        if (thresholds := self._thresholds.get(agent_id)) is None:
+            thresholds = self._thresholds[agent_id] = (self._lookup(agent_id, "threshold"), self._lookup(agent_id, "tool_threshold"))
+        return thresholds[1] if facts.tools_open else thresholds[0]
+
+    def _lookup(self, agent_id: str, name: str) -> float:
+        """The agent id's override, else the first of its labels', else the global setting."""
         overrides = [self._settings["agents"].get(agent_id, {})]
         overrides += [self._settings["labels"].get(f"{label}={value}", {}) for label, value in self._labels.get(agent_id, {}).items()]
         for override in overrides:

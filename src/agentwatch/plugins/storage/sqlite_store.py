@@ -244,7 +244,9 @@ class SqliteStore:
                 raise StorageUnavailable(f"{type(cause).__name__}: {cause}") from exc
             raise
         self._agents.update(pending)
-        changed = {(d.agent_id, number): dataclasses.replace(d.facts) for (_, number), d in sessions.items()}
+        # No copies needed: a transaction never mutates cached facts (_AgentState.copy), so these
+        # objects are never touched again once handed out.
+        changed = {(d.agent_id, number): d.facts for (_, number), d in sessions.items()}
         return results, changed
 
     def _state(self, conn: apsw.Connection, agent_id: str, pending: dict[str, _AgentState]) -> _AgentState | None:
