@@ -4,7 +4,7 @@ import pytest
 
 from agentwatch.model import Normalized
 from agentwatch.plugins.formats.claude_stream_json import ClaudeStreamJsonFormat
-from agentwatch.session_facts import SUMMARY_CHARS, SessionFacts, apply
+from agentwatch.session_facts import SUMMARY_CHARS, SessionFacts, apply, newer
 from helpers import agent, fixture_records, running_daemon
 
 
@@ -96,3 +96,24 @@ async def test_a_context_clear_starts_fresh_facts_and_keeps_the_cwd(state_dir):
     assert list(sessions) == [("a1", 1)]
     facts = sessions[("a1", 1)]
     assert (facts.permissions_pending, facts.cwd, facts.last_speaker) == (0, "/w", "agent")
+
+
+def test_a_restart_of_the_session_clears_what_it_was_doing():
+    facts = replay(("prompt", {}), ("tool_use", {}), ("turn_completed", {"is_error": True, "text": "boom"}), ("session_ended", {}))
+    apply(facts, "session_started", Normalized("session_started"), 9000)
+    assert (facts.failed_at, facts.turn_completed_at, facts.turn_open, facts.tools_open) == (None, None, False, 0)
+    assert facts.summary == "boom", "what it said stays"
+    killed = replay(("prompt", {}), ("tool_use", {}), ("session_started", {}))
+    assert (killed.turn_open, killed.tools_open) == (False, 0)
+
+
+def test_the_agent_moving_on_settles_a_permission_request_nobody_reported_answered():
+    for progress in ("tool_result", "output", "thinking"):
+        facts = replay(("prompt", {}), ("tool_use", {}), ("permission_request", {}), (progress, {}))
+        assert (facts.permissions_pending, facts.permission_since) == (0, None), progress
+
+
+def test_a_snapshot_read_at_start_never_overrides_or_revives_what_commits_delivered():
+    snapshot = {("a", 0): SessionFacts(summary="old a"), ("b", 3): SessionFacts(summary="b"), ("c", 1): SessionFacts()}
+    live = {("a", 1): SessionFacts(summary="a after a clear"), ("c", 1): SessionFacts(summary="c live")}
+    assert newer(snapshot, live) == {("b", 3): SessionFacts(summary="b")}

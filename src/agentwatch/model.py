@@ -141,7 +141,7 @@ class AgentInfo:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-_CLOCK_BASE: trio.lowlevel.RunVar[tuple[float, float]] = trio.lowlevel.RunVar("agentwatch_clock_base")
+_CLOCK_BASE: trio.lowlevel.RunVar[tuple[float, float] | None] = trio.lowlevel.RunVar("agentwatch_clock_base")
 
 
 def now_ms() -> int:
@@ -154,16 +154,24 @@ def now_ms() -> int:
     """
     wall = time.time_ns() // 1_000_000
     try:
-        trio_now = trio.current_time()
+        base = _CLOCK_BASE.get()
+    except LookupError:
+        base = _clock_base_for_this_run()
     except RuntimeError:  # outside a Trio run
         return wall
-    real_now = time.perf_counter()
-    try:
-        trio_base, real_base = _CLOCK_BASE.get()
-    except LookupError:
-        _CLOCK_BASE.set((trio_now, real_now))
+    if base is None:
         return wall
-    return wall + round(((trio_now - trio_base) - (real_now - real_base)) * 1000)
+    trio_base, real_base = base
+    return wall + round(((trio.current_time() - trio_base) - (time.perf_counter() - real_base)) * 1000)
+
+
+def _clock_base_for_this_run() -> tuple[float, float] | None:
+    """``None`` under a real clock (the offset is always zero), else where virtual time began."""
+    from trio.testing import MockClock
+
+    base = (trio.current_time(), time.perf_counter()) if isinstance(trio.lowlevel.current_clock(), MockClock) else None
+    _CLOCK_BASE.set(base)
+    return base
 
 
 def iso_ms(ms: int | None) -> str | None:

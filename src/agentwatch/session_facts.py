@@ -10,11 +10,14 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 from agentwatch.model import Normalized
 
 SUMMARY_CHARS = 300
+
+SessionKey = tuple[str, int]  # (agent_id, session)
 
 
 @dataclass(slots=True)
@@ -65,6 +68,16 @@ def last_activity(facts: SessionFacts) -> int | None:
     return facts.last_event_at if facts.last_event_at is not None else facts.started_at
 
 
+def newer(snapshot: Mapping[SessionKey, SessionFacts], live: Mapping[SessionKey, SessionFacts]) -> dict[SessionKey, SessionFacts]:
+    """The entries of a snapshot read at start that are not older than what commits since then
+    delivered: a session already updated live, or superseded by a live newer session of the
+    same agent (a context clear during the read), is left out."""
+    latest: dict[str, int] = {}
+    for agent_id, session in live:
+        latest[agent_id] = max(session, latest.get(agent_id, -1))
+    return {key: facts for key, facts in snapshot.items() if key[1] > latest.get(key[0], -1)}
+
+
 def apply(facts: SessionFacts, kind: str, event: Normalized, at: int) -> None:
     """Update ``facts`` with one stored event of canonical ``kind`` received at ``at``."""
     facts.last_event_at = at
@@ -83,13 +96,20 @@ def _person_spoke(facts: SessionFacts, event: Normalized, at: int) -> None:
 
 def _agent_spoke(facts: SessionFacts, event: Normalized, at: int) -> None:
     facts.last_speaker, facts.last_spoke_at = "agent", at
-    _working(facts, event, at)
+    _progressed(facts, event, at)
     if event.text:
         facts.summary = _shorten(event.text)
 
 
 def _working(facts: SessionFacts, event: Normalized, at: int) -> None:
     facts.turn_open, facts.turn_completed_at, facts.ended_at = True, None, None
+
+
+def _progressed(facts: SessionFacts, event: Normalized, at: int) -> None:
+    """The agent moved on, so nothing it asked permission for is still waiting (Claude Code's
+    hooks report a request but never its answer)."""
+    _working(facts, event, at)
+    facts.permissions_pending, facts.permission_since = 0, None
 
 
 def _tool_started(facts: SessionFacts, event: Normalized, at: int) -> None:
@@ -100,6 +120,7 @@ def _tool_started(facts: SessionFacts, event: Normalized, at: int) -> None:
 
 
 def _tool_finished(facts: SessionFacts, event: Normalized, at: int) -> None:
+    facts.permissions_pending, facts.permission_since = 0, None  # the tool ran: it was allowed
     facts.tools_open = max(0, facts.tools_open - 1)
     if facts.tools_open == 0:
         facts.tool_since = None
@@ -130,7 +151,10 @@ def _turn_ended(facts: SessionFacts, event: Normalized, at: int, failed: bool) -
 
 
 def _session_started(facts: SessionFacts, event: Normalized, at: int) -> None:
-    facts.ended_at = None
+    """A (re)start: whatever the session was doing before is over; what it said stays."""
+    facts.ended_at, facts.failed_at, facts.turn_completed_at = None, None, None
+    facts.turn_open, facts.tools_open, facts.tool_since = False, 0, None
+    facts.permissions_pending, facts.permission_since = 0, None
 
 
 def _session_ended(facts: SessionFacts, event: Normalized, at: int) -> None:
@@ -143,7 +167,7 @@ _HANDLERS: dict[str, Any] = {
     "session_started": _session_started,
     "prompt": _person_spoke,
     "output": _agent_spoke,
-    "thinking": _working,
+    "thinking": _progressed,
     "tool_use": _tool_started,
     "tool_result": _tool_finished,
     "permission_request": _permission_requested,

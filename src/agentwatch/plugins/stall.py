@@ -19,7 +19,7 @@ import trio
 from agentwatch.hookspecs import hookimpl
 from agentwatch.logs import get_logger
 from agentwatch.model import AgentInfo, iso_ms, now_ms
-from agentwatch.session_facts import SessionFacts, is_working, last_activity
+from agentwatch.session_facts import SessionFacts, is_working, last_activity, newer
 
 if TYPE_CHECKING:
     from agentwatch.daemon import Daemon
@@ -96,7 +96,7 @@ class StallPlugin:
         stored = await daemon.store.current_sessions()
         for agent in await daemon.store.agents():
             self._labels.setdefault(agent["agent_id"], agent["labels"])
-        self.agentwatch_sessions_changed({key: facts for key, facts in stored.items() if key not in self._facts})
+        self.agentwatch_sessions_changed(newer(stored, self._facts))
         while True:
             now = now_ms()
             while self._heap and self._heap[0][0] <= now:

@@ -18,7 +18,7 @@ from agentwatch.logs import get_logger
 from agentwatch.model import StoredEvent, now_ms
 from agentwatch.plugins.attention.feed import Need, SessionKey, item, need_of, order
 from agentwatch.plugins.attention.worktree import WorkTrees
-from agentwatch.session_facts import SessionFacts
+from agentwatch.session_facts import SessionFacts, newer
 from agentwatch.watch import Params, WatchMethod
 
 if TYPE_CHECKING:
@@ -50,8 +50,7 @@ class AttentionPlugin:
 
     async def _load(self, daemon: Daemon) -> None:
         current = await daemon.store.current_sessions()
-        # Facts from a commit since start are newer than this snapshot: they win.
-        self.agentwatch_sessions_changed({key: facts for key, facts in current.items() if key not in self._facts})
+        self.agentwatch_sessions_changed(newer(current, self._facts))
         self._loaded.set()
         log.info("attention_loaded", sessions=len(current), items=len(self._needs))
 
