@@ -91,7 +91,7 @@ def apply(facts: SessionFacts, kind: str, event: Normalized, at: int) -> None:
 def _person_spoke(facts: SessionFacts, event: Normalized, at: int) -> None:
     facts.last_speaker, facts.last_spoke_at, facts.acted_at = "person", at, at
     facts.turn_open, facts.turn_completed_at, facts.failed_at = True, None, None
-    facts.permissions_pending, facts.permission_since = 0, None  # answering moves past any prompt
+    _nothing_asked(facts)  # answering moves past any prompt
 
 
 def _agent_spoke(facts: SessionFacts, event: Normalized, at: int) -> None:
@@ -109,7 +109,18 @@ def _progressed(facts: SessionFacts, event: Normalized, at: int) -> None:
     """The agent moved on, so nothing it asked permission for is still waiting (Claude Code's
     hooks report a request but never its answer)."""
     _working(facts, event, at)
+    _nothing_asked(facts)
+
+
+def _nothing_asked(facts: SessionFacts) -> None:
+    """No permission request is waiting."""
     facts.permissions_pending, facts.permission_since = 0, None
+
+
+def _nothing_running(facts: SessionFacts) -> None:
+    """No turn, tool call or permission request is open."""
+    facts.turn_open, facts.tools_open, facts.tool_since = False, 0, None
+    _nothing_asked(facts)
 
 
 def _tool_started(facts: SessionFacts, event: Normalized, at: int) -> None:
@@ -120,7 +131,7 @@ def _tool_started(facts: SessionFacts, event: Normalized, at: int) -> None:
 
 
 def _tool_finished(facts: SessionFacts, event: Normalized, at: int) -> None:
-    facts.permissions_pending, facts.permission_since = 0, None  # the tool ran: it was allowed
+    _nothing_asked(facts)  # the tool ran: it was allowed
     facts.tools_open = max(0, facts.tools_open - 1)
     if facts.tools_open == 0:
         facts.tool_since = None
@@ -141,9 +152,8 @@ def _permission_resolved(facts: SessionFacts, event: Normalized, at: int) -> Non
 
 
 def _turn_ended(facts: SessionFacts, event: Normalized, at: int, failed: bool) -> None:
-    facts.turn_open, facts.turn_completed_at = False, at
-    facts.tools_open, facts.tool_since = 0, None
-    facts.permissions_pending, facts.permission_since = 0, None
+    _nothing_running(facts)
+    facts.turn_completed_at = at
     facts.failed_at = at if failed else None
     facts.last_speaker, facts.last_spoke_at = "agent", at
     if event.text:
@@ -152,15 +162,13 @@ def _turn_ended(facts: SessionFacts, event: Normalized, at: int, failed: bool) -
 
 def _session_started(facts: SessionFacts, event: Normalized, at: int) -> None:
     """A (re)start: whatever the session was doing before is over; what it said stays."""
+    _nothing_running(facts)
     facts.ended_at, facts.failed_at, facts.turn_completed_at = None, None, None
-    facts.turn_open, facts.tools_open, facts.tool_since = False, 0, None
-    facts.permissions_pending, facts.permission_since = 0, None
 
 
 def _session_ended(facts: SessionFacts, event: Normalized, at: int) -> None:
+    _nothing_running(facts)
     facts.ended_at = at
-    facts.turn_open, facts.tools_open, facts.tool_since = False, 0, None
-    facts.permissions_pending, facts.permission_since = 0, None
 
 
 _HANDLERS: dict[str, Any] = {
