@@ -34,6 +34,7 @@ DEFAULTS = {
     "plugins": {"disable": []},
     "attention": {"git_check_interval": 60.0},
     "stall": {"threshold": 900.0, "tool_threshold": 3600.0, "agents": {}, "labels": {}},
+    "retention": {"max_age": 2592000.0, "max_events_per_agent": 50000, "max_sessions_per_agent": 0, "interval": 3600.0, "batch_events": 1000},
     "log": {"level": "info", "format": "auto"},
 }
 
@@ -136,6 +137,12 @@ tool_threshold = "90m"
 "build-bot" = "2h"
 [stall.labels]
 "project=monorepo" = { threshold = "30m", tool_threshold = "3h" }
+[retention]
+max_age = "7d"
+max_events_per_agent = 1000
+max_sessions_per_agent = 20
+interval = "15m"
+batch_events = 250
 
 [log]
 level = "debug"
@@ -166,6 +173,7 @@ def test_a_file_with_every_documented_key(tmp_path):
             "agents": {"build-bot": {"threshold": 7200.0}},
             "labels": {"project=monorepo": {"threshold": 1800.0, "tool_threshold": 10800.0}},
         },
+        "retention": {"max_age": 604800.0, "max_events_per_agent": 1000, "max_sessions_per_agent": 20, "interval": 900.0, "batch_events": 250},
         "log": {"level": "debug", "format": "json"},
     }
     # relative paths are under the state directory, absolute ones are kept
@@ -200,7 +208,7 @@ def test_an_empty_file_is_the_defaults(tmp_path):
         ('[server]\nlistn = ["127.0.0.1:1"]\n', ["unknown key", "[server]", "'listn'", "did you mean 'listen'?", "known:", "ping_interval"]),
         ("[server]\nping_intervall = 5\n", ["'ping_intervall'", "did you mean 'ping_interval'?"]),
         ('[auth]\ntoken = "x"\n', ["[auth]", "'token'", "token_file"]),
-        ('[sever]\nlisten = ["127.0.0.1:1"]\n', ["unknown section", "'sever'", "did you mean 'server'?", "known: attention, auth, log, plugins, server, stall, storage"]),
+        ('[sever]\nlisten = ["127.0.0.1:1"]\n', ["unknown section", "'sever'", "did you mean 'server'?", "known: attention, auth, log, plugins, retention, server, stall, storage"]),
         ('[logging]\nlevel = "info"\n', ["unknown section", "'logging'", "known:"]),
         ('listen = ["127.0.0.1:1"]\n', ["unknown section", "'listen'"]),
         ("[server.tls]\ncert = 1\n", ["[server]", "'tls'"]),

@@ -198,7 +198,7 @@ def config_with(state_dir, **environ):
 
 
 def test_disabling_a_plugin_nobody_has_is_a_startup_error(state_dir):
-    with pytest.raises(StartupError, match=r"'storag'.*known plugins: agentwatch, attention, claude-stream-json, stall, storage"):
+    with pytest.raises(StartupError, match=r"'storag'.*known plugins: agentwatch, attention, claude-stream-json, retention, stall, storage"):
         Daemon(config_with(state_dir, AGENTWATCH_PLUGINS_DISABLE="storag"))
 
 

@@ -41,7 +41,7 @@ def batch(
 async def test_one_unwritable_frame_in_a_group_commit_fails_alone(tmp_path):
     store = SqliteStore(tmp_path / "a.db")
     async with trio.open_nursery() as nursery:
-        await nursery.start(store.run, lambda events, sessions: None)
+        await nursery.start(store.run, lambda events, sessions, removed: None)
         for agent_id in ("good", "bad"):
             await store.hello(agent_id, AgentInfo(), now_ms())
         release = threading.Event()
@@ -66,7 +66,7 @@ async def test_one_unwritable_frame_in_a_group_commit_fails_alone(tmp_path):
 async def test_a_hello_overtakes_other_agents_frames_but_not_its_own(tmp_path):
     store = SqliteStore(tmp_path / "a.db")
     async with trio.open_nursery() as nursery:
-        await nursery.start(store.run, lambda events, sessions: None)
+        await nursery.start(store.run, lambda events, sessions, removed: None)
         await store.hello("busy", AgentInfo(), now_ms())
         release = threading.Event()
         nursery.start_soon(store.run_in_writer, lambda conn: release.wait())
@@ -100,7 +100,7 @@ async def test_after_a_failed_write_nothing_above_the_hole_is_stored_until_it_is
     at the first seq that was new, so a resend overlapping stored events clears it."""
     store = SqliteStore(tmp_path / "a.db")
     async with trio.open_nursery() as nursery:
-        await nursery.start(store.run, lambda events, sessions: None)
+        await nursery.start(store.run, lambda events, sessions, removed: None)
         await store.hello("a", AgentInfo(), now_ms())
         first, outcome = batch("a", 1, count=10)
         await store.submit(first)
@@ -130,7 +130,7 @@ async def test_after_a_failed_write_nothing_above_the_hole_is_stored_until_it_is
 async def open_store(path):
     store = SqliteStore(path)
     async with trio.open_nursery() as nursery:
-        await nursery.start(store.run, lambda events, sessions: None)
+        await nursery.start(store.run, lambda events, sessions, removed: None)
         nursery.cancel_scope.cancel()
 
 

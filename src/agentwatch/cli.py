@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from agentwatch import __version__
+from agentwatch.config import Config, ConfigError, Overrides, load_config
 
 EXIT_CONFIG = 2  # the configuration or the environment stops start-up
 
@@ -15,19 +16,30 @@ EXIT_CONFIG = 2  # the configuration or the environment stops start-up
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="agentwatch", description="Watch every coding agent on this machine.")
     parser.add_argument("--version", action="version", version=f"agentwatch {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--state-dir", type=Path, metavar="DIR", help="where the database and token live")
+    common.add_argument("--config", type=Path, metavar="FILE", help="TOML configuration file")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve = commands.add_parser(
         "serve",
+        parents=[common],
         help="run the daemon",
         description="Run the daemon. Settings: defaults, then --config FILE, then AGENTWATCH_<SECTION>_<KEY> "
         "variables, then these flags.",
     )
     serve.add_argument("--listen", action="append", metavar="ADDR", help="HOST:PORT or unix:/path (repeatable; default 127.0.0.1:7717)")
-    serve.add_argument("--state-dir", type=Path, metavar="DIR", help="where the database and token live")
-    serve.add_argument("--config", type=Path, metavar="FILE", help="TOML configuration file")
     serve.add_argument("--no-auth", action="store_true", help="accept connections without a token (tests only)")
     serve.add_argument("--log-level", metavar="LEVEL", help="debug, info, warning or error")
     serve.add_argument("--log-format", metavar="FORMAT", help="auto, json or console")
+    prune = commands.add_parser(
+        "prune",
+        parents=[common],
+        help="run one retention sweep now",
+        description="Remove what the [retention] limits select, now, and print what went. Runs in the daemon "
+        "if one has the store open (found through server.listen, or AGENTWATCH_URL), else on the file.",
+    )
+    prune.add_argument("--dry-run", action="store_true", help="only say what would be removed")
+    prune.add_argument("--json", action="store_true", help="print the report as JSON")
     return parser
 
 
@@ -35,23 +47,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "serve":
         return _serve(args)
+    if args.command == "prune":
+        return _prune(args)
     raise AssertionError(args.command)
+
+
+def _load(overrides: Overrides) -> Config | None:
+    try:
+        return load_config(overrides)
+    except ConfigError as exc:
+        print(f"agentwatch: configuration error: {exc}", file=sys.stderr)
+        return None
 
 
 def _serve(args: argparse.Namespace) -> int:
     import trio
 
     from agentwatch.auth import TokenFileError
-    from agentwatch.config import ConfigError, Overrides, load_config
     from agentwatch.daemon import StartupError, serve
     from agentwatch.logs import configure_logging, get_logger
     from agentwatch.store import StoreRefused
 
-    overrides = Overrides(args.config, args.state_dir, args.listen, args.no_auth, args.log_level, args.log_format)
-    try:
-        config = load_config(overrides)
-    except ConfigError as exc:
-        print(f"agentwatch: configuration error: {exc}", file=sys.stderr)
+    config = _load(Overrides(args.config, args.state_dir, args.listen, args.no_auth, args.log_level, args.log_format))
+    if config is None:
         return EXIT_CONFIG
     configure_logging(config["log"]["level"], config["log"]["format"])
     log = get_logger("agentwatch.cli")
@@ -64,6 +82,46 @@ def _serve(args: argparse.Namespace) -> int:
         log.error("startup_failed", error=str(exc))
         print(f"agentwatch: cannot start: {exc}", file=sys.stderr)
     return EXIT_CONFIG if failures else 0
+
+
+def _prune(args: argparse.Namespace) -> int:
+    import json
+    import time
+    from functools import partial
+
+    import trio
+
+    from agentwatch.auth import TokenFileError
+    from agentwatch.client import ClientError
+    from agentwatch.logs import configure_logging
+    from agentwatch.plugin_manager import PluginError
+    from agentwatch.prune import describe, prune
+    from agentwatch.store import StorageUnavailable, StoreRefused
+
+    config = _load(Overrides(args.config, args.state_dir))
+    if config is None:
+        return EXIT_CONFIG
+    configure_logging("warning", "auto")  # this command reports on stdout; only problems are logged
+
+    shown = time.monotonic()
+
+    def progress(removed: int, planned: int) -> None:
+        nonlocal shown
+        if time.monotonic() - shown >= 1.0:
+            shown = time.monotonic()
+            print(f"removed {removed} of {planned} events...", file=sys.stderr, flush=True)
+
+    failures: list[BaseException] = []
+    try:
+        report = trio.run(partial(prune, config, dry_run=args.dry_run, progress=progress))
+    except* (StoreRefused, PluginError, TokenFileError, ClientError, StorageUnavailable) as group:
+        failures = _leaves(group)
+    for exc in failures:
+        print(f"agentwatch: cannot prune: {exc}", file=sys.stderr)
+    if failures:
+        return EXIT_CONFIG if all(isinstance(exc, StoreRefused | PluginError) for exc in failures) else 1
+    print(json.dumps(report) if args.json else describe(report))
+    return 0
 
 
 def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:

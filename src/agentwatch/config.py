@@ -56,12 +56,15 @@ def _positive_duration(value: Any) -> float:
     raise ValueError("a duration above zero: seconds as a number, or a string such as 250ms, 20s, 15m")
 
 
-def _positive_int(value: Any) -> int:
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return value
-    raise ValueError("a positive whole number")
+def _whole_number(low: int) -> Callable[[Any], int]:
+    def parse(value: Any) -> int:
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= low:
+            return value
+        raise ValueError("a positive whole number" if low else "a whole number of 0 or more (0 turns the limit off)")
+
+    return parse
 
 
 def _non_negative_number(value: Any) -> float:
@@ -151,7 +154,7 @@ SCHEMA: dict[str, dict[str, tuple[Callable[[Any], Any], Any]]] = {
         "hello_timeout": (_positive_duration, 10.0),
         "drain_timeout": (_positive_duration, 10.0),
         "rate_limit": (_non_negative_number, 0.0),
-        "rate_burst": (_positive_int, 2000),
+        "rate_burst": (_whole_number(1), 2000),
     },
     "auth": {
         "enabled": (_bool, True),
@@ -174,6 +177,13 @@ SCHEMA: dict[str, dict[str, tuple[Callable[[Any], Any], Any]]] = {
         "tool_threshold": (_positive_duration, 60 * 60.0),
         "agents": (_stall_overrides, {}),  # by agent id
         "labels": (_stall_overrides, {}),  # by "label=value"
+    },
+    "retention": {
+        "max_age": (parse_duration, 30 * 86400.0),  # 0: no age limit
+        "max_events_per_agent": (_whole_number(0), 50_000),  # 0: unlimited
+        "max_sessions_per_agent": (_whole_number(0), 0),  # 0: unlimited
+        "interval": (_positive_duration, 3600.0),
+        "batch_events": (_whole_number(1), 1000),  # events removed per transaction
     },
     "log": {
         "level": (_choice("debug", "info", "warning", "error"), "info"),

@@ -29,7 +29,7 @@ from agentwatch.logs import get_logger
 from agentwatch.model import StoredEvent
 from agentwatch.plugin_manager import PluginError, Plugins
 from agentwatch.session_facts import SessionFacts
-from agentwatch.store import Store
+from agentwatch.store import SessionKey, Store
 from agentwatch.watch import WatchConnection
 
 log = get_logger(__name__)
@@ -158,11 +158,15 @@ class Daemon:
             log.warning("drain_timeout", connections=len(self.connections))
         handlers.cancel_scope.cancel()
 
-    def _on_commit(self, events: list[StoredEvent], sessions: dict[tuple[str, int], SessionFacts]) -> None:
+    def _on_commit(
+        self, events: list[StoredEvent], sessions: dict[SessionKey, SessionFacts], removed: list[SessionKey]
+    ) -> None:
         if events:
             self.plugins.notify("agentwatch_events_stored", events=events)
         if sessions:
             self.plugins.notify("agentwatch_sessions_changed", sessions=sessions)
+        if removed:
+            self.plugins.notify("agentwatch_sessions_removed", sessions=removed)
 
     # --- one connection ---
 

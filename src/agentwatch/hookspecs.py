@@ -7,7 +7,7 @@ Hooks are synchronous (pluggy). A hook that needs to do I/O starts its own tasks
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -63,6 +63,16 @@ def agentwatch_events_stored(events: Sequence[StoredEvent]) -> None:
 @hookspec
 def agentwatch_sessions_changed(sessions: Mapping[tuple[str, int], SessionFacts]) -> None:
     """A commit changed these sessions' facts, by ``(agent_id, session)``; must return quickly."""
+
+
+@hookspec
+def agentwatch_sessions_removed(sessions: Sequence[tuple[str, int]]) -> None:
+    """Retention removed these sessions, by ``(agent_id, session)``, with all their events."""
+
+
+@hookspec
+def agentwatch_retention_swept(report: Mapping[str, Any]) -> None:
+    """A retention sweep removed something; ``report`` says what (see docs/plugins.md)."""
 
 
 @hookspec

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import trio
@@ -11,8 +12,39 @@ from agentwatch.model import AgentInfo, Batch, StoredEvent
 from agentwatch.session_facts import SessionFacts
 
 
-#: Called once per commit with the events it stored and the facts of the sessions it changed.
-OnCommit = Callable[[list[StoredEvent], dict[tuple[str, int], SessionFacts]], None]
+SessionKey = tuple[str, int]  # (agent_id, session)
+
+#: Called once per commit with the events it stored, the facts of the sessions it changed, and
+#: the sessions it removed (retention).
+OnCommit = Callable[[list[StoredEvent], dict[SessionKey, SessionFacts], list[SessionKey]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionLimits:
+    """What a store keeps; 0 turns a limit off. An event goes when any limit says so."""
+
+    max_age_s: float = 0.0  # events received longer ago than this
+    max_events_per_agent: int = 0  # beyond an agent's newest this many
+    max_sessions_per_agent: int = 0  # of sessions older than an agent's newest this many
+
+
+@dataclass(slots=True)
+class Removal:
+    """What a sweep removes: events and sessions, and how many events each limit accounts for
+    (an event selected by several limits counts under the first: age, sessions, events)."""
+
+    events: int = 0
+    sessions: int = 0
+    by_limit: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class RemovedBatch:
+    """What one removal transaction did; ``done`` once the plan has nothing left to remove."""
+
+    events: int
+    sessions: list[SessionKey]
+    done: bool
 
 
 class StorageUnavailable(Exception):
@@ -21,6 +53,10 @@ class StorageUnavailable(Exception):
 
 class StoreRefused(Exception):
     """The store will not open the file it was given (corrupt, foreign, newer schema)."""
+
+
+class StoreInUse(StoreRefused):
+    """Another process (a running daemon) has the store open."""
 
 
 class Store(Protocol):
@@ -70,3 +106,26 @@ class Store(Protocol):
 
     async def current_sessions(self) -> dict[tuple[str, int], SessionFacts]:
         """The facts of every agent's current session, by ``(agent_id, session)``."""
+
+    async def plan_removal(self, limits: RetentionLimits, now_ms: int) -> RemovalPlan:
+        """Decide what ``limits`` remove now, without removing anything (a read).
+
+        Only what is stored when the plan is made can be selected: events that arrive later
+        are never removed by it. An agent's row (its ``acked_seq`` and session number) is
+        never removed, so deduplication and session numbering hold after its events go.
+        """
+
+    async def remove(self, plan: RemovalPlan, max_events: int) -> RemovedBatch:
+        """Remove at most ``max_events`` more of what ``plan`` selected, in one transaction
+        between commits; the sessions it removes reach ``on_commit``."""
+
+    async def reclaim_space(self, max_pages: int) -> int:
+        """Return up to ``max_pages`` free pages to the file system; the bytes freed (0: no more)."""
+
+
+class RemovalPlan(Protocol):
+    """A store's plan for one sweep (:meth:`Store.plan_removal`)."""
+
+    @property
+    def removal(self) -> Removal:
+        """What the plan removes."""

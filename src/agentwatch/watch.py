@@ -64,6 +64,12 @@ class Params:
             raise WatchError(INVALID_PARAMS, f"{self.method}: {name} must be a whole number {bounds}, got {brief(value)}")
         return value
 
+    def boolean(self, name: str, default: bool = False) -> bool:
+        value = self.params.get(name, default)
+        if not isinstance(value, bool):
+            raise WatchError(INVALID_PARAMS, f"{self.method}: {name} must be true or false, got {brief(value)}")
+        return value
+
     def string(self, name: str, *, required: bool = False) -> str | None:
         value = self.params.get(name)
         if value is None and not required:

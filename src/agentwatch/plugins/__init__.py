@@ -7,6 +7,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "watch-queries": "agentwatch.plugins.watch_queries",
     "attention": "agentwatch.plugins.attention:AttentionPlugin",
     "stall": "agentwatch.plugins.stall:StallPlugin",
+    "retention": "agentwatch.plugins.retention:RetentionPlugin",
     "agentwatch": "agentwatch.plugins.formats.canonical",
     "claude-stream-json": "agentwatch.plugins.formats.claude_stream_json",
 }

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -58,12 +58,21 @@ class StallPlugin:
     @hookimpl
     def agentwatch_sessions_changed(self, sessions: Mapping[tuple[str, int], SessionFacts]) -> None:
         for key, facts in sessions.items():
-            self._facts.pop((key[0], key[1] - 1), None)  # a context clear superseded the older session
-            self._clear((key[0], key[1] - 1))
+            self._forget((key[0], key[1] - 1))  # a context clear superseded the older session
             self._facts[key] = facts
             if key in self._stalled and (not is_working(facts) or last_activity(facts) != self._stalled[key]):
                 self._clear(key)
             self._arm(key, facts)
+
+    @hookimpl
+    def agentwatch_sessions_removed(self, sessions: Sequence[tuple[str, int]]) -> None:
+        for key in sessions:
+            self._forget(key)
+
+    def _forget(self, key: Key) -> None:
+        """The session is gone: its armed deadline lapses, and a stall it was in ends."""
+        self._facts.pop(key, None)
+        self._clear(key)
 
     def _threshold(self, agent_id: str, facts: SessionFacts) -> float:
         if (thresholds := self._thresholds.get(agent_id)) is None:

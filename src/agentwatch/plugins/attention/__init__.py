@@ -8,6 +8,7 @@ when an item appears, changes state or leaves.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +39,7 @@ class AttentionPlugin:
         self._needs: dict[SessionKey, Need] = {}
         self._stalled: dict[SessionKey, int] = {}  # from the stall plugin
         self._worktrees = WorkTrees()
+        self._cwd_users: Counter[str] = Counter()  # sessions per directory
         self._daemon: Daemon | None = None
         self._loaded = trio.Event()
 
@@ -57,10 +59,16 @@ class AttentionPlugin:
     @hookimpl
     def agentwatch_sessions_changed(self, sessions: Mapping[tuple[str, int], SessionFacts]) -> None:
         for key, facts in sessions.items():
-            self._forget_superseded(key)
-            self._facts[key] = facts
-            self._worktrees.watch(facts.cwd)
+            if key[1] and (key[0], key[1] - 1) in self._facts:  # a context clear superseded the older session
+                self._drop((key[0], key[1] - 1))
+            self._keep(key, facts)
             self._set_need(key, need_of(facts, self._stalled.get(key)))
+
+    @hookimpl
+    def agentwatch_sessions_removed(self, sessions: Sequence[tuple[str, int]]) -> None:
+        for key in sessions:
+            if key in self._facts:
+                self._drop(key)
 
     @hookimpl
     def agentwatch_stall_detected(self, agent_id: str, session: int, since: int, threshold_s: float) -> None:
@@ -74,14 +82,31 @@ class AttentionPlugin:
         if (facts := self._facts.get((agent_id, session))) is not None:
             self._set_need((agent_id, session), need_of(facts))
 
-    def _forget_superseded(self, key: SessionKey) -> None:
-        """A context clear started a new session: the agent's older session leaves the feed."""
-        agent_id, session = key
-        older = (agent_id, session - 1)
-        if session and older in self._facts:
-            del self._facts[older]
-            self._stalled.pop(older, None)
-            self._set_need(older, None)
+    def _keep(self, key: SessionKey, facts: SessionFacts) -> None:
+        """Hold a session's latest facts; its directory's work tree is checked while any session is in it."""
+        previous = self._facts.get(key)
+        self._facts[key] = facts
+        if previous is None or previous.cwd != facts.cwd:
+            self._use_cwd(facts.cwd, +1)
+            if previous is not None:
+                self._use_cwd(previous.cwd, -1)
+
+    def _drop(self, key: SessionKey) -> None:
+        """A session left: superseded by a context clear, or removed by retention."""
+        facts = self._facts.pop(key)
+        self._use_cwd(facts.cwd, -1)
+        self._stalled.pop(key, None)
+        self._set_need(key, None)
+
+    def _use_cwd(self, cwd: str | None, change: int) -> None:
+        if cwd is None:
+            return
+        self._cwd_users[cwd] += change
+        if self._cwd_users[cwd] <= 0:
+            del self._cwd_users[cwd]
+            self._worktrees.forget(cwd)
+        elif change > 0:
+            self._worktrees.watch(cwd)
 
     def _set_need(self, key: SessionKey, need: Need | None) -> None:
         previous = self._needs.get(key)

@@ -82,6 +82,8 @@ def migrate(conn: apsw.Connection, path: str) -> int:
             f"{path} has schema version {version}, newer than this agentwatch understands ({len(MIGRATIONS)}); "
             "upgrade agentwatch"
         )
+    if version == 0:  # before the first table: deleted pages can then go back to the file system
+        conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
     for number in range(version, len(MIGRATIONS)):
         with conn:
             conn.execute(MIGRATIONS[number])

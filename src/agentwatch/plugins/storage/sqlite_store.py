@@ -8,6 +8,7 @@ transaction on a worker thread, and only then reports to the senders, which ackn
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -19,17 +20,19 @@ import trio
 
 from agentwatch.logs import get_logger
 from agentwatch.model import AgentInfo, Batch, StoredEvent, iso_ms
+from agentwatch.plugins.storage import removal
 from agentwatch.plugins.storage.schema import migrate
 from agentwatch.plugins.storage.write_queue import WriteQueue
 from agentwatch import session_facts
 from agentwatch.session_facts import SessionFacts
-from agentwatch.store import OnCommit, StorageUnavailable
+from agentwatch.store import OnCommit, RemovalPlan, RemovedBatch, RetentionLimits, StorageUnavailable, StoreInUse
 
 log = get_logger(__name__)
 
 MAX_EVENTS_PER_COMMIT = 5000
 MAX_PAGE_BYTES = 8 << 20  # an events.list page stops growing past this many bytes of records
 READERS = 2
+WAL_KEEP_BYTES = 32 << 20  # the WAL file is truncated back to this after a checkpoint
 
 #: Errors of the storage itself (all frames fail); any other error is about one frame's data (see _commit).
 _UNAVAILABLE = (
@@ -97,6 +100,8 @@ class SqliteStore:
         self._read_limiter = trio.CapacityLimiter(READERS)
         self._idle_readers: list[apsw.Connection] = []
         self._agents: dict[str, _AgentState] = {}
+        self._lock_fd: int | None = None
+        self._on_commit: OnCommit = lambda events, facts, removed: None
 
     # --- lifecycle ---
 
@@ -107,6 +112,7 @@ class SqliteStore:
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Open (and migrate) the database, report started, then write until cancelled."""
+        self._on_commit = on_commit
         self._writer = await trio.to_thread.run_sync(self._open_writer)
         try:
             task_status.started()
@@ -119,18 +125,43 @@ class SqliteStore:
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         if not self.path.exists():
             os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
-        conn = apsw.Connection(str(self.path))
-        conn.setbusytimeout(5000)
+        self._lock()
+        conn: apsw.Connection | None = None
         try:
+            conn = apsw.Connection(str(self.path))
+            conn.setbusytimeout(5000)
             version = migrate(conn, str(self.path))
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute(f"PRAGMA synchronous = {self._synchronous.upper()}")
             conn.execute("PRAGMA cache_size = -16000")
+            conn.execute(f"PRAGMA journal_size_limit = {WAL_KEEP_BYTES}")
         except BaseException:
-            conn.close()
+            if conn is not None:
+                conn.close()
+            self._unlock()
             raise
         log.info("store_opened", path=str(self.path), schema_from=version, synchronous=self._synchronous)
         return conn
+
+    def _lock(self) -> None:
+        """Hold a lock on the database's directory while open: two daemons writing one file would
+        each trust their own cache of every agent's ``acked_seq``. (A directory, because closing
+        any descriptor of the database file itself would drop SQLite's own locks.)"""
+        fd = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StoreInUse(
+                f"another agentwatch process is using {self.path.parent}; stop it (agentwatch prune works "
+                "while it runs), or give this one another --state-dir"
+            ) from None
+        self._lock_fd = fd
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def _close_all(self) -> None:
         for conn in self._idle_readers:
@@ -139,6 +170,7 @@ class SqliteStore:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+        self._unlock()
 
     # --- the write side ---
 
@@ -186,7 +218,7 @@ class SqliteStore:
                 item.result = result
                 item.done.set()
         if committed or facts:
-            on_commit(committed, facts)
+            on_commit(committed, facts, [])
 
     def _fail(self, items: Sequence[_Item], code: str, message: str) -> None:
         for item in items:
@@ -383,11 +415,50 @@ class SqliteStore:
     async def current_sessions(self) -> dict[tuple[str, int], SessionFacts]:
         return await self._read(_query_current_sessions)
 
+    # --- retention ---
+
+    async def plan_removal(self, limits: RetentionLimits, now_ms: int) -> removal.SqlitePlan:
+        return await self._read(removal.plan, limits, now_ms)
+
+    async def remove(self, plan: RemovalPlan, max_events: int) -> RemovedBatch:
+        assert isinstance(plan, removal.SqlitePlan), "a plan of another store"
+        events, sessions = await self._in_writer(removal.remove_batch, plan, max_events)
+        for agent_id, session in sessions:
+            state = self._agents.get(agent_id)
+            if state is not None and state.session == session:  # what a restart would read: no facts
+                state.facts = SessionFacts()
+        if sessions:
+            self._on_commit([], {}, sessions)
+        return RemovedBatch(events, sessions, done=not plan.steps)
+
+    async def reclaim_space(self, max_pages: int) -> int:
+        return await self._in_writer(_reclaim, max_pages)
+
+    async def _in_writer(self, function: Callable[..., Any], *args: Any) -> Any:
+        """``function(write_connection, *args)`` on a worker thread, between commits."""
+        if self._writer is None:
+            raise StorageUnavailable("the store is not open")
+        try:
+            return await trio.to_thread.run_sync(function, self._writer, *args, limiter=self._write_limiter)
+        except apsw.Error as exc:
+            raise StorageUnavailable(f"{type(exc).__name__}: {exc}") from exc
+
     # --- for tests of failure paths ---
 
     async def run_in_writer(self, function: Callable[[apsw.Connection], Any]) -> Any:
         """Run ``function(write_connection)`` on the writer's thread, between commits."""
         return await trio.to_thread.run_sync(function, self._writer, limiter=self._write_limiter)
+
+
+def _reclaim(conn: apsw.Connection, max_pages: int) -> int:
+    """Incremental vacuum of up to ``max_pages``; the bytes it freed. (A file made without
+    incremental auto-vacuum frees none: its free pages are reused, never returned.)"""
+    if conn.execute("PRAGMA auto_vacuum").get != 2:
+        return 0
+    before = conn.execute("PRAGMA freelist_count").get
+    for _ in conn.execute(f"PRAGMA incremental_vacuum({int(max_pages)})"):
+        pass
+    return (before - conn.execute("PRAGMA freelist_count").get) * conn.execute("PRAGMA page_size").get
 
 
 def _query_agents(conn: apsw.Connection) -> list[dict[str, Any]]:
