@@ -99,6 +99,45 @@ def agentwatch_event_stored(events):
     pass
 '''
 
+STRICT_STALL = '''
+import trio
+
+from agentwatch.hookspecs import hookimpl
+from agentwatch.model import now_ms
+
+THRESHOLD_S = 30.0  # an open turn silent for 30 s is stalled, whatever the configuration says
+facts = {}  # (agent_id, session) -> SessionFacts
+stalled = {}  # (agent_id, session) -> the last activity before the episode
+the_daemon = None
+
+
+@hookimpl
+def agentwatch_startup(daemon, nursery):
+    global the_daemon
+    the_daemon = daemon
+    nursery.start_soon(check_every_second)
+
+
+@hookimpl
+def agentwatch_sessions_changed(sessions):
+    facts.update(sessions)
+    for (agent_id, session), new in sessions.items():
+        if (agent_id, session) in stalled and stalled[agent_id, session] != new.last_event_at:
+            del stalled[agent_id, session]
+            the_daemon.plugins.notify("agentwatch_stall_cleared", agent_id=agent_id, session=session)
+
+
+async def check_every_second():
+    while True:
+        for (agent_id, session), f in facts.items():
+            if f.turn_open and (agent_id, session) not in stalled and now_ms() - f.last_event_at >= THRESHOLD_S * 1000:
+                stalled[agent_id, session] = f.last_event_at
+                the_daemon.plugins.notify(
+                    "agentwatch_stall_detected", agent_id=agent_id, session=session, since=f.last_event_at, threshold_s=THRESHOLD_S
+                )
+        await trio.sleep(1)
+'''
+
 
 @pytest.fixture
 def install(tmp_path, monkeypatch):
@@ -191,6 +230,25 @@ async def test_a_disabled_built_in_is_not_loaded(state_dir):
             await a.send({"type": "hello", "protocol": 1, "format": "claude-stream-json"})
             assert (await a.recv())["code"] == "unknown_format"
             assert await a.closed_code() == 4000
+
+
+async def test_a_third_party_plugin_replaces_the_built_in_stall_policy(state_dir, install, virtual_clock):
+    install("strict_stall", STRICT_STALL)
+    quiet = {"AGENTWATCH_SERVER_PING_INTERVAL": "1d", "AGENTWATCH_SERVER_PING_TIMEOUT": "1d"}
+    async with running_daemon(state_dir, {**quiet, "AGENTWATCH_PLUGINS_DISABLE": "stall"}) as d, agent(d, "a1") as a:
+        assert "stall" not in d.daemon.plugins.names() and "strict_stall" in d.daemon.plugins.names()
+        await a.hello()
+        await a.event(1, {"kind": "prompt", "text": "go"})
+        await a.until_ack(1)
+        async with watcher(d) as w:
+            await trio.sleep(25)
+            assert "stalled" not in [item["state"] for item in (await w.call("attention.list"))["items"]]
+            await trio.sleep(10)  # the built-in would wait 15 minutes; the replacement's 30 s have passed
+            assert [(i["agent_id"], i["state"]) for i in (await w.call("attention.list"))["items"]] == [("a1", "stalled")]
+            await a.event(2, {"kind": "output", "text": "still here"})
+            await a.until_ack(2)
+            assert "stalled" not in [item["state"] for item in (await w.call("attention.list"))["items"]]
+            assert (await w.call("status"))["plugin_errors"] == {}
 
 
 def config_with(state_dir, **environ):

@@ -9,6 +9,7 @@ import pytest
 import trio
 
 from agentwatch.hookspecs import hookimpl
+from agentwatch.model import now_ms
 from agentwatch.plugin_manager import Plugins
 from agentwatch.plugins.retention import sweep
 from agentwatch.store import RetentionLimits
@@ -177,6 +178,23 @@ async def test_deletes_go_in_batches_of_batch_events(state_dir, virtual_clock):
         assert await seqs_of(d, "a1") == [23]
 
 
+async def test_an_event_stored_after_the_plan_is_never_removed_even_in_a_reused_rowid(state_dir, virtual_clock):
+    async with running_daemon(state_dir, QUIET) as d, agent(d, "a1") as a:
+        await a.hello()
+        await send(a, list(range(1, 11)))
+        await trio.sleep(31 * DAY)
+        store = d.daemon.store
+        plan = await store.plan_removal(RetentionLimits(max_age_s=30 * DAY), now_ms())
+        first = await store.remove(plan, 10)
+        assert (first.events, first.done) == (10, False), "the budget ran out exactly: the step is not known to be done"
+        await send(a, [11])  # the table is empty: SQLite hands out rowid 1 again
+        rowids = await store.run_in_writer(lambda conn: [rowid for (rowid,) in conn.execute("SELECT rowid FROM events")])
+        assert rowids == [1]
+        second = await store.remove(plan, 10)
+        assert (second.events, second.done) == (0, True)
+        assert await seqs_of(d, "a1") == [11]
+
+
 async def test_a_sweep_during_ingest_loses_no_newly_acked_event(state_dir, virtual_clock):
     old = 8000
     settings = {**QUIET, "AGENTWATCH_RETENTION_BATCH_EVENTS": "200"}
@@ -342,17 +360,29 @@ async def test_prune_goes_through_the_running_daemon(state_dir, tmp_path):
         async with agent(d, "a1") as a:
             await a.hello()
             await send(a, list(range(1, 11)))
-        done = await prune_command(state_dir, env={**keep3, "AGENTWATCH_URL": d.url})
+        # It listens on a port chosen at start: prune finds it through daemon.json.
+        assert json.loads((state_dir / "daemon.json").read_text())["addresses"] == [d.address]
+        done = await prune_command(state_dir, env=keep3)
         assert done.returncode == 0, done.stderr
         assert done.stdout.decode().startswith("removed 7 events and 0 sessions (max_events_per_agent: 7)")
         assert await seqs_of(d, "a1") == [8, 9, 10]
         assert any(line["event"] == "retention_swept" and line["events"] == 7 for line in daemon.lines())
-        wrong = await prune_command(state_dir, env={**keep3, "AGENTWATCH_URL": d.url, "AGENTWATCH_TOKEN": "nope"})
+        wrong = await prune_command(state_dir, env={**keep3, "AGENTWATCH_TOKEN": "nope"})
         assert wrong.returncode == 1
-        assert "refused" in wrong.stderr.decode() and "token" in wrong.stderr.decode()
+        assert "asking it to sweep failed" in wrong.stderr.decode() and "wrong token" in wrong.stderr.decode()
     finally:
         daemon.proc.terminate()
         await daemon.wait()
+    assert not (state_dir / "daemon.json").exists(), "withdrawn at stop"
+    gone = await prune_command(state_dir, "--dry-run")
+    assert gone.returncode == 0 and gone.stdout.decode().startswith("would remove 0 events"), "the file, once it stopped"
+
+
+async def test_prune_says_so_when_there_is_no_store(tmp_path):
+    result = await prune_command(tmp_path / "nowhere")
+    assert result.returncode == 2
+    assert "there is no store at" in result.stderr.decode() and "--state-dir" in result.stderr.decode()
+    assert not (tmp_path / "nowhere").exists(), "nothing was created"
 
 
 async def test_a_second_daemon_on_the_same_state_dir_is_refused(state_dir):

@@ -117,3 +117,4 @@ def test_a_snapshot_read_at_start_never_overrides_or_revives_what_commits_delive
     snapshot = {("a", 0): SessionFacts(summary="old a"), ("b", 3): SessionFacts(summary="b"), ("c", 1): SessionFacts()}
     live = {("a", 1): SessionFacts(summary="a after a clear"), ("c", 1): SessionFacts(summary="c live")}
     assert newer(snapshot, live) == {("b", 3): SessionFacts(summary="b")}
+    assert newer(snapshot, live, removed=[("b", 3)]) == {}, "a session retention removed meanwhile stays gone"

@@ -11,6 +11,7 @@ from agentwatch.model import AgentInfo, Batch, IncomingEvent, Normalized, Stored
 from agentwatch.plugins.storage.schema import APPLICATION_ID, MIGRATIONS
 from agentwatch.plugins.storage.sqlite_store import SqliteStore
 from agentwatch.store import StoreRefused
+from helpers import agent, running_daemon
 
 
 class Outcome:
@@ -159,3 +160,19 @@ async def test_reopening_keeps_the_schema_version(tmp_path):
     conn = apsw.Connection(str(path))
     assert conn.execute("PRAGMA user_version").get == len(MIGRATIONS)
     assert conn.execute("PRAGMA journal_mode").get == "wal"
+
+
+async def test_checkpoints_move_the_wal_into_the_database_while_it_runs(state_dir):
+    """SQLite's own auto-checkpoint is off (a checkpoint would stall a commit); the store's
+    checkpointer copies the WAL into the database on its own connection."""
+    db = state_dir / "agentwatch.db"
+    async with running_daemon(state_dir) as d, agent(d, "a1") as a:
+        await a.hello()
+        initial = db.stat().st_size
+        for start in range(1, 3001, 500):  # about 6 MB of records: well past 1000 WAL pages
+            await a.batch(range(start, start + 500), lambda seq: {"kind": "output", "text": "x" * 2000})
+            await a.until_ack(start + 499)
+        with trio.fail_after(10):
+            while db.stat().st_size < initial + (4 << 20):
+                await trio.sleep(0.01)
+        assert await d.daemon.store.run_in_writer(lambda conn: conn.execute("PRAGMA wal_autocheckpoint").get) == 0

@@ -35,8 +35,9 @@ def _parser() -> argparse.ArgumentParser:
         "prune",
         parents=[common],
         help="run one retention sweep now",
-        description="Remove what the [retention] limits select, now, and print what went. Runs in the daemon "
-        "if one has the store open (found through server.listen, or AGENTWATCH_URL), else on the file.",
+        description="Remove what the [retention] limits select, now, and print what went. If a daemon has the "
+        "store open, it runs the sweep with its own limits (found through daemon.json in the state directory, "
+        "AGENTWATCH_URL or server.listen); else the sweep runs here, on the file.",
     )
     prune.add_argument("--dry-run", action="store_true", help="only say what would be removed")
     prune.add_argument("--json", action="store_true", help="print the report as JSON")

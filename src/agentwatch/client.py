@@ -1,5 +1,9 @@
-"""A client of a running daemon's ``/v1/watch``: where it listens and how to authenticate come
-from the same configuration (or ``AGENTWATCH_URL`` and ``AGENTWATCH_TOKEN``)."""
+"""A client of a running daemon's ``/v1/watch``.
+
+Where it listens: ``AGENTWATCH_URL``, else what the daemon recorded in ``daemon.json`` in its
+state directory, else the first of ``server.listen``. The token: ``AGENTWATCH_TOKEN``, else the
+token file.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +14,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import trio
-from trio_websocket import HandshakeError, WebSocketConnection, wrap_client_stream
+from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection, wrap_client_stream
 
+from agentwatch import daemon_file
 from agentwatch.auth import read_token
 from agentwatch.config import Config
 from agentwatch.listeners import TcpAddress, UnixAddress, parse_address
@@ -47,6 +52,8 @@ async def call(config: Config, method: str, params: Mapping[str, Any], environ: 
         exc = group.exceptions[0]
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
         raise ClientError(f"cannot reach the daemon at {address}: {reason}; is it running?") from None
+    except* ConnectionClosed:
+        raise ClientError(f"the daemon at {address} closed the connection before answering (stopping?)") from None
     except* HandshakeError as group:
         status = getattr(group.exceptions[0], "status_code", None)
         hint = "wrong token? check the token file or AGENTWATCH_TOKEN" if status == 401 else "see the daemon's log"
@@ -70,10 +77,14 @@ def _address(config: Config, environ: Mapping[str, str]) -> TcpAddress | UnixAdd
         if parts.scheme not in {"ws", "http"} or not parts.hostname:
             raise ClientError(f"AGENTWATCH_URL = {url!r} is not allowed: expected ws://HOST:PORT")
         return TcpAddress(parts.hostname, parts.port or 80)
-    address = parse_address(config["server"]["listen"][0])
+    announced = daemon_file.addresses(config.state_dir)
+    address = parse_address((announced or config["server"]["listen"])[0])
     if isinstance(address, TcpAddress):
         if address.port == 0:
-            raise ClientError("server.listen has port 0 (any free port): set AGENTWATCH_URL to the daemon's address")
+            raise ClientError(
+                f"no daemon has announced itself in {config.state_dir / daemon_file.NAME}, and server.listen has port 0: "
+                "is the daemon running with this state directory? If it is, set AGENTWATCH_URL to its address"
+            )
         address = TcpAddress(_ANY_HOST.get(address.host, address.host), address.port)
     return address
 

@@ -19,7 +19,7 @@ import structlog
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, wrap_server_stream
 
-from agentwatch import __version__
+from agentwatch import __version__, daemon_file
 from agentwatch.auth import HandshakeGuard, ensure_token
 from agentwatch.config import Config
 from agentwatch.ingest import CLOSE_TIMEOUT, AgentConnection
@@ -118,6 +118,7 @@ class Daemon:
                             partial(trio.serve_listeners, self._serve_stream, listeners, handler_nursery=handlers)
                         )
                         self.plugins.notify("agentwatch_startup", daemon=self, nursery=daemon_nursery)
+                        await self._announce()
                         log.info(
                             "ready", version=__version__, pid=os.getpid(), addresses=self.addresses, state_dir=str(self.config.state_dir),
                             auth=auth["enabled"], plugins=self.plugins.names(),
@@ -126,6 +127,7 @@ class Daemon:
                         await self._stop_requested.wait()
                         accepting.cancel()
                 await _close_listeners(listeners, self.addresses)
+                await trio.to_thread.run_sync(daemon_file.withdraw, self.config.state_dir)
                 await self._drain(handlers)
             daemon_nursery.cancel_scope.cancel()
         log.info("stopped")
@@ -141,6 +143,13 @@ class Daemon:
             listeners.extend(opened)
         self.addresses = [bound_address(listener) for listener in listeners]
         return listeners
+
+    async def _announce(self) -> None:
+        """Tell clients where this daemon listens (``daemon.json``); without it they use server.listen."""
+        try:
+            await trio.to_thread.run_sync(daemon_file.announce, self.config.state_dir, self.addresses)
+        except OSError as exc:
+            log.warning("daemon_file_failed", error=str(exc), hint="clients fall back to server.listen")
 
     async def _drain(self, handlers: trio.Nursery) -> None:
         drain_timeout = self.config["server"]["drain_timeout"]

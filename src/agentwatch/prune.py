@@ -1,17 +1,19 @@
 """``agentwatch prune``: one retention sweep by hand, with the configured limits.
 
-When no daemon has the store open, the sweep runs here, on the file; when one does, the daemon
-runs it (``retention.prune`` on ``/v1/watch``), so its plugins hear what went.
+When no daemon has the store open, the sweep runs here, on the file, with the limits of this
+command's configuration; when one does, the daemon runs it (``retention.prune`` on
+``/v1/watch``) with its own limits, so its plugins hear what went.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import trio
 
-from agentwatch.client import call
+from agentwatch.client import ClientError, call
 from agentwatch.config import Config
 from agentwatch.plugin_manager import Plugins
 from agentwatch.plugins.retention import limits_of, sweep
@@ -23,11 +25,17 @@ async def prune(config: Config, *, dry_run: bool, progress: Callable[[int, int],
     store = Plugins(config["plugins"]["disable"]).hook.agentwatch_open_store(config=config)
     if store is None:
         raise StoreRefused("no plugin provides a store: 'storage' is disabled and no installed plugin replaces it")
+    path = getattr(store, "path", None)
+    if isinstance(path, Path) and not path.exists():
+        raise StoreRefused(f"there is no store at {path}: nothing to prune (is --state-dir or storage.path right?)")
     try:
         return await _sweep_here(store, config, dry_run, progress)
     except* StoreInUse:
-        pass  # a daemon has it open: it sweeps
-    return await call(config, "retention.prune", {"dry_run": dry_run})
+        pass  # a daemon has it open: it sweeps, with its own limits
+    try:
+        return await call(config, "retention.prune", {"dry_run": dry_run})
+    except ClientError as exc:
+        raise ClientError(f"another agentwatch process has the store open, and asking it to sweep failed: {exc}") from None
 
 
 async def _sweep_here(store: Store, config: Config, dry_run: bool, progress: Callable[[int, int], None]) -> dict[str, Any]:

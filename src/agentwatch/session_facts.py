@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from agentwatch.model import Normalized
@@ -68,14 +68,16 @@ def last_activity(facts: SessionFacts) -> int | None:
     return facts.last_event_at if facts.last_event_at is not None else facts.started_at
 
 
-def newer(snapshot: Mapping[SessionKey, SessionFacts], live: Mapping[SessionKey, SessionFacts]) -> dict[SessionKey, SessionFacts]:
+def newer(
+    snapshot: Mapping[SessionKey, SessionFacts], live: Mapping[SessionKey, SessionFacts], removed: Collection[SessionKey] = ()
+) -> dict[SessionKey, SessionFacts]:
     """The entries of a snapshot read at start that are not older than what commits since then
-    delivered: a session already updated live, or superseded by a live newer session of the
-    same agent (a context clear during the read), is left out."""
+    delivered: a session already updated live, superseded by a live newer session of the same
+    agent (a context clear during the read), or removed by retention meanwhile, is left out."""
     latest: dict[str, int] = {}
     for agent_id, session in live:
         latest[agent_id] = max(session, latest.get(agent_id, -1))
-    return {key: facts for key, facts in snapshot.items() if key[1] > latest.get(key[0], -1)}
+    return {key: facts for key, facts in snapshot.items() if key[1] > latest.get(key[0], -1) and key not in removed}
 
 
 def apply(facts: SessionFacts, kind: str, event: Normalized, at: int) -> None:

@@ -3,14 +3,16 @@
 A sweep runs shortly after start and then every ``retention.interval``. It asks the store what
 the limits select (:meth:`agentwatch.store.Store.plan_removal`), removes it a batch of
 ``retention.batch_events`` at a time, each batch one transaction taking its turn with the
-commits of ingest, then returns the freed pages to the file system. Each sweep that removes
+commits of ingest, then returns the freed pages to the file system; it pauses between
+transactions so that ingest keeps most of the writer and the disk. Each sweep that removes
 anything is logged (``retention_swept``) and announced (``agentwatch_retention_swept``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
 
@@ -24,10 +26,12 @@ if TYPE_CHECKING:
     from agentwatch.daemon import Daemon
 
 log = get_logger(__name__)
+T = TypeVar("T")
 
 FIRST_SWEEP_AFTER = 10.0  # seconds after start (or the interval, if shorter)
 PROGRESS_EVERY = 5.0  # seconds between progress lines of a long sweep
-RECLAIM_PAGES = 2048  # pages returned to the file system per transaction
+WRITER_SHARE = 0.25  # of the time a sweep may keep the writer busy; it pauses the rest
+RECLAIM_PAGES = 512  # pages returned to the file system per transaction
 
 
 def limits_of(settings: Mapping[str, Any]) -> RetentionLimits:
@@ -59,16 +63,25 @@ async def sweep(
         events = sessions = 0
         done = False
         while not done:
-            batch = await store.remove(plan, batch_events)
+            batch = await _paced(store.remove(plan, batch_events))
             events, sessions, done = events + batch.events, sessions + len(batch.sessions), batch.done
             if progress is not None and not done:
                 progress(events, planned.events)
         report["events"], report["sessions"] = events, sessions
         if events or sessions:
-            while freed := await store.reclaim_space(RECLAIM_PAGES):
+            while freed := await _paced(store.reclaim_space(RECLAIM_PAGES)):
                 report["freed_bytes"] += freed
     report["duration_s"] = round(trio.current_time() - started, 3)
     return report
+
+
+async def _paced(step: Awaitable[T]) -> T:
+    """Await one step of a sweep, then pause so that sweeping has the writer (and the disk) at
+    most :data:`WRITER_SHARE` of the time. Real time is measured: the pause is what the step cost."""
+    began = time.monotonic()
+    result = await step
+    await trio.sleep((time.monotonic() - began) * (1 / WRITER_SHARE - 1))
+    return result
 
 
 class RetentionPlugin:

@@ -41,6 +41,7 @@ class StallPlugin:
         self._heap: list[tuple[int, Key]] = []
         self._stalled: dict[Key, int] = {}  # episode start: the last activity before it
         self._wake = trio.Event()
+        self._removed_while_loading: set[Key] | None = set()  # None once the stored facts are loaded
         self._daemon: Daemon | None = None
         self._settings: Mapping[str, Any] = {}
 
@@ -68,6 +69,8 @@ class StallPlugin:
     def agentwatch_sessions_removed(self, sessions: Sequence[tuple[str, int]]) -> None:
         for key in sessions:
             self._forget(key)
+            if self._removed_while_loading is not None:
+                self._removed_while_loading.add(key)
 
     def _forget(self, key: Key) -> None:
         """The session is gone: its armed deadline lapses, and a stall it was in ends."""
@@ -105,7 +108,8 @@ class StallPlugin:
         stored = await daemon.store.current_sessions()
         for agent in await daemon.store.agents():
             self._labels.setdefault(agent["agent_id"], agent["labels"])
-        self.agentwatch_sessions_changed(newer(stored, self._facts))
+        self.agentwatch_sessions_changed(newer(stored, self._facts, self._removed_while_loading or ()))
+        self._removed_while_loading = None
         while True:
             now = now_ms()
             while self._heap and self._heap[0][0] <= now:

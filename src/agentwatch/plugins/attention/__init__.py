@@ -42,6 +42,7 @@ class AttentionPlugin:
         self._cwd_users: Counter[str] = Counter()  # sessions per directory
         self._daemon: Daemon | None = None
         self._loaded = trio.Event()
+        self._removed_while_loading: set[SessionKey] = set()
 
     @hookimpl
     def agentwatch_startup(self, daemon: Daemon, nursery: trio.Nursery) -> None:
@@ -52,8 +53,9 @@ class AttentionPlugin:
 
     async def _load(self, daemon: Daemon) -> None:
         current = await daemon.store.current_sessions()
-        self.agentwatch_sessions_changed(newer(current, self._facts))
+        self.agentwatch_sessions_changed(newer(current, self._facts, self._removed_while_loading))
         self._loaded.set()
+        self._removed_while_loading.clear()
         log.info("attention_loaded", sessions=len(current), items=len(self._needs))
 
     @hookimpl
@@ -69,6 +71,8 @@ class AttentionPlugin:
         for key in sessions:
             if key in self._facts:
                 self._drop(key)
+            if not self._loaded.is_set():
+                self._removed_while_loading.add(key)
 
     @hookimpl
     def agentwatch_stall_detected(self, agent_id: str, session: int, since: int, threshold_s: float) -> None:

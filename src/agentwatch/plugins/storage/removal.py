@@ -3,7 +3,8 @@
 An event goes when any limit selects it:
 
 - ``max_age``: it arrived before the cutoff. Rowid order is arrival order, so the old events
-  are a prefix of the table, found by binary search and deleted by rowid range.
+  are a prefix of the table, found by binary search and deleted by rowid range (and, against
+  rowids SQLite hands out again once the table is empty, by ``received_at``).
 - ``max_sessions_per_agent``: its session is older than the agent's newest N.
 - ``max_events_per_agent``: it is not among the agent's newest N (by ``seq``).
 
@@ -28,10 +29,12 @@ _AgentKey = int
 _RowKey = tuple[_AgentKey, int]  # (agent_key, session)
 
 #: Each deletes at most ``?`` (the last parameter) selected events, returning their sessions.
-_DELETE_OLD = (
-    "DELETE FROM events WHERE rowid IN (SELECT rowid FROM events WHERE rowid <= ? ORDER BY rowid LIMIT ?)"
+_DELETE_OLD = (  # received_at too: once the table is empty, SQLite gives out rowids from 1 again
+    "DELETE FROM events WHERE rowid IN"
+    " (SELECT rowid FROM events WHERE rowid <= ? AND received_at < ? ORDER BY rowid LIMIT ?)"
     " RETURNING agent_key, session"
 )
+_NOT_OLD = "rowid > ?"  # not selected by max_age
 _DELETE_OLD_SESSIONS = (
     "DELETE FROM events WHERE rowid IN (SELECT rowid FROM events WHERE agent_key = ? AND session <= ? LIMIT ?)"
     " RETURNING agent_key, session"
@@ -70,6 +73,7 @@ def plan(conn: apsw.Connection, limits: RetentionLimits, now_ms: int) -> SqliteP
         session_cuts = _session_cuts(conn, limits.max_sessions_per_agent)
         seq_cuts = _seq_cuts(conn, limits.max_events_per_agent)
 
+        not_old = (old_rowid,)
         selected: Counter[_RowKey] = Counter()
         by_limit = {"max_age": 0, "max_sessions_per_agent": 0, "max_events_per_agent": 0}
         steps: list[_Step] = []
@@ -79,11 +83,11 @@ def plan(conn: apsw.Connection, limits: RetentionLimits, now_ms: int) -> SqliteP
             ):
                 selected[(key, session)] += count
                 by_limit["max_age"] += count
-            steps.append(_Step(_DELETE_OLD, (old_rowid,)))
+            steps.append(_Step(_DELETE_OLD, (old_rowid, cutoff)))
         for key, cut in session_cuts.items():
             for session, count in conn.execute(
-                "SELECT session, count(*) FROM events WHERE agent_key = ? AND session <= ? AND rowid > ? GROUP BY session",
-                (key, cut, old_rowid),
+                f"SELECT session, count(*) FROM events WHERE agent_key = ? AND session <= ? AND {_NOT_OLD} GROUP BY session",
+                (key, cut, *not_old),
             ):
                 selected[(key, session)] += count
                 by_limit["max_sessions_per_agent"] += count
@@ -91,8 +95,8 @@ def plan(conn: apsw.Connection, limits: RetentionLimits, now_ms: int) -> SqliteP
             steps.append(_Step(_DELETE_OLD_SESSIONS, (key, cut), finish))
         for key, cut in seq_cuts.items():
             for session, count in conn.execute(
-                "SELECT session, count(*) FROM events WHERE agent_key = ? AND seq <= ? AND rowid > ? AND session > ? GROUP BY session",
-                (key, cut, old_rowid, session_cuts.get(key, -1)),
+                f"SELECT session, count(*) FROM events WHERE agent_key = ? AND seq <= ? AND session > ? AND {_NOT_OLD} GROUP BY session",
+                (key, cut, session_cuts.get(key, -1), *not_old),
             ):
                 selected[(key, session)] += count
                 by_limit["max_events_per_agent"] += count

@@ -21,11 +21,14 @@ import trio
 from agentwatch.logs import get_logger
 from agentwatch.model import AgentInfo, Batch, StoredEvent, iso_ms
 from agentwatch.plugins.storage import removal
+from agentwatch.plugins.storage.checkpoints import Checkpointer
 from agentwatch.plugins.storage.schema import migrate
 from agentwatch.plugins.storage.write_queue import WriteQueue
 from agentwatch import session_facts
 from agentwatch.session_facts import SessionFacts
-from agentwatch.store import OnCommit, RemovalPlan, RemovedBatch, RetentionLimits, StorageUnavailable, StoreInUse
+from agentwatch.store import (
+    OnCommit, RemovalPlan, RemovedBatch, RetentionLimits, SessionKey, StorageUnavailable, StoreInUse, StoreRefused,
+)
 
 log = get_logger(__name__)
 
@@ -101,6 +104,7 @@ class SqliteStore:
         self._idle_readers: list[apsw.Connection] = []
         self._agents: dict[str, _AgentState] = {}
         self._lock_fd: int | None = None
+        self._checkpointer = Checkpointer(path)
         self._on_commit: OnCommit = lambda events, facts, removed: None
 
     # --- lifecycle ---
@@ -115,17 +119,25 @@ class SqliteStore:
         self._on_commit = on_commit
         self._writer = await trio.to_thread.run_sync(self._open_writer)
         try:
-            task_status.started()
-            await self._write_loop(on_commit)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(self._checkpointer.run)
+                task_status.started()
+                await self._write_loop(on_commit)
         finally:
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(self._close_all, limiter=self._write_limiter)
 
     def _open_writer(self) -> apsw.Connection:
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if not self.path.exists():
-            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
-        self._lock()
+        try:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if not self.path.exists():
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
+            self._lock()
+        except OSError as exc:
+            raise StoreRefused(
+                f"cannot open the store at {self.path}: {exc.strerror or exc}; check the permissions of its "
+                "directory, or choose another --state-dir"
+            ) from None
         conn: apsw.Connection | None = None
         try:
             conn = apsw.Connection(str(self.path))
@@ -135,6 +147,7 @@ class SqliteStore:
             conn.execute(f"PRAGMA synchronous = {self._synchronous.upper()}")
             conn.execute("PRAGMA cache_size = -16000")
             conn.execute(f"PRAGMA journal_size_limit = {WAL_KEEP_BYTES}")
+            conn.set_wal_hook(self._checkpointer.wal_hook)
         except BaseException:
             if conn is not None:
                 conn.close()
@@ -205,6 +218,7 @@ class SqliteStore:
             log.exception("store_write_failed")
             self._fail(items, "internal", "the daemon could not store this frame; see its log")
             return
+        self._checkpointer.committed()
         committed: list[StoredEvent] = []
         for item, result in zip(items, results, strict=True):
             if isinstance(item, Batch):
@@ -288,14 +302,15 @@ class SqliteStore:
             state = known.copy()
         else:
             row = conn.execute(
-                "SELECT a.agent_key, a.session, a.acked_seq, a.last_event_at, s.facts FROM agents a"
+                "SELECT a.agent_key, a.session, a.acked_seq, a.last_event_at, s.facts, a.cwd FROM agents a"
                 " LEFT JOIN sessions s ON s.agent_key = a.agent_key AND s.session = a.session WHERE a.agent_id = ?",
                 (agent_id,),
             ).fetchone()
             if row is None:
                 return None
-            key, session, acked_seq, last_event_at, facts = row
-            state = _AgentState(key, session, acked_seq, last_event_at, SessionFacts.from_json(facts))
+            key, session, acked_seq, last_event_at, facts, cwd = row
+            # No sessions row: retention removed the current session.
+            state = _AgentState(key, session, acked_seq, last_event_at, SessionFacts.from_json(facts) if facts else SessionFacts(cwd=cwd))
         pending[agent_id] = state
         return state
 
@@ -422,17 +437,28 @@ class SqliteStore:
 
     async def remove(self, plan: RemovalPlan, max_events: int) -> RemovedBatch:
         assert isinstance(plan, removal.SqlitePlan), "a plan of another store"
-        events, sessions = await self._in_writer(removal.remove_batch, plan, max_events)
-        for agent_id, session in sessions:
-            state = self._agents.get(agent_id)
-            if state is not None and state.session == session:  # what a restart would read: no facts
-                state.facts = SessionFacts()
+        events, sessions = await self._in_writer(self._remove_batch, plan, max_events)
+        self._checkpointer.committed()
         if sessions:
+            # Before any later commit's: the removal task and the writer take turns with the write
+            # limiter, and the writer's next commit cannot end before this task runs again.
             self._on_commit([], {}, sessions)
+        await self._checkpointer.caught_up()  # bulk deletes go no faster than their pages reach the database
         return RemovedBatch(events, sessions, done=not plan.steps)
 
+    def _remove_batch(self, conn: apsw.Connection, plan: removal.SqlitePlan, max_events: int) -> tuple[int, list[SessionKey]]:
+        events, sessions = removal.remove_batch(conn, plan, max_events)
+        for agent_id, session in sessions:  # on the writer's thread, so no commit holds a stale copy
+            state = self._agents.get(agent_id)
+            if state is not None and state.session == session:  # what a restart reads: no facts but the agent's cwd
+                state.facts = SessionFacts(cwd=state.facts.cwd)
+        return events, sessions
+
     async def reclaim_space(self, max_pages: int) -> int:
-        return await self._in_writer(_reclaim, max_pages)
+        freed = await self._in_writer(_reclaim, max_pages)
+        self._checkpointer.committed()
+        await self._checkpointer.caught_up()
+        return freed
 
     async def _in_writer(self, function: Callable[..., Any], *args: Any) -> Any:
         """``function(write_connection, *args)`` on a worker thread, between commits."""
