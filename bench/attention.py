@@ -47,7 +47,7 @@ async def seed(path: Path, sessions: int, needing: float) -> None:
     store = SqliteStore(path)
     done = ["prompt", "output", "turn_completed"]
     async with trio.open_nursery() as nursery:
-        await nursery.start(store.run, lambda events, facts: None)
+        await nursery.start(store.run, lambda events, facts, removed: None)
         for n in range(sessions):
             agent_id = f"agent-{n:05d}"
             await store.hello(agent_id, AgentInfo(cwd=None), now_ms())
