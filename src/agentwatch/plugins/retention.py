@@ -30,7 +30,7 @@ T = TypeVar("T")
 
 FIRST_SWEEP_AFTER = 10.0  # seconds after start (or the interval, if shorter)
 PROGRESS_EVERY = 5.0  # seconds between progress lines of a long sweep
-WRITER_SHARE = 0.25  # of the time a sweep may keep the writer busy; it pauses the rest
+WRITER_SHARE = 0.1  # of the time a sweep may keep the writer busy; it pauses the rest
 RECLAIM_PAGES = 512  # pages returned to the file system per transaction
 
 
