@@ -141,35 +141,34 @@ class AgentInfo:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-_CLOCK_BASE: trio.lowlevel.RunVar[tuple[float, float] | None] = trio.lowlevel.RunVar("agentwatch_clock_base")
+_CLOCK_BASE: trio.lowlevel.RunVar[tuple[float, int] | None] = trio.lowlevel.RunVar("agentwatch_clock_base")
 
 
 def now_ms() -> int:
-    """The current time in unix milliseconds: the wall clock, plus however far Trio's clock has
-    run ahead of real time in this run.
+    """The current time in unix milliseconds: the wall clock, or under a test's ``MockClock``
+    the wall clock when the run began plus the virtual time since.
 
-    With Trio's normal clock that is exactly the wall clock (suspends and NTP steps included);
-    under a test's ``MockClock`` every timestamp the daemon makes moves with virtual time, so
-    timers and the times they compare against agree.
+    Under a ``MockClock`` every timestamp the daemon makes moves with virtual time and only
+    with it, so timers and the times they compare against agree, and two timestamps taken
+    between two jumps of the clock are equal, never a millisecond apart either way.
     """
-    wall = time.time_ns() // 1_000_000
     try:
         base = _CLOCK_BASE.get()
     except LookupError:
         base = _clock_base_for_this_run()
     except RuntimeError:  # outside a Trio run
-        return wall
+        base = None
     if base is None:
-        return wall
-    trio_base, real_base = base
-    return wall + round(((trio.current_time() - trio_base) - (time.perf_counter() - real_base)) * 1000)
+        return time.time_ns() // 1_000_000
+    trio_base, wall_base = base
+    return wall_base + round((trio.current_time() - trio_base) * 1000)
 
 
-def _clock_base_for_this_run() -> tuple[float, float] | None:
-    """``None`` under a real clock (the offset is always zero), else where virtual time began."""
+def _clock_base_for_this_run() -> tuple[float, int] | None:
+    """``None`` under a real clock, else where virtual time began: Trio's time and the wall clock's."""
     from trio.testing import MockClock
 
-    base = (trio.current_time(), time.perf_counter()) if isinstance(trio.lowlevel.current_clock(), MockClock) else None
+    base = (trio.current_time(), time.time_ns() // 1_000_000) if isinstance(trio.lowlevel.current_clock(), MockClock) else None
     _CLOCK_BASE.set(base)
     return base
 
