@@ -473,7 +473,7 @@ class SqliteStore:
 
     async def run_in_writer(self, function: Callable[[apsw.Connection], Any]) -> Any:
         """Run ``function(write_connection)`` on the writer's thread, between commits."""
-        return await trio.to_thread.run_sync(function, self._writer, limiter=self._write_limiter)
+        return await self._in_writer(function)
 
 
 def _reclaim(conn: apsw.Connection, max_pages: int) -> int:
