@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -119,16 +120,22 @@ async def agent(running: Running, agent_id: str, *, token: str | None = None, or
 
 
 class Watcher:
-    """A ``/v1/watch`` JSON-RPC client."""
+    """A ``/v1/watch`` JSON-RPC client; notifications that arrive while it waits for a reply are kept."""
 
     def __init__(self, ws: WebSocketConnection) -> None:
         self.ws = ws
         self._ids = iter(range(1, 1 << 30))
+        self.notifications: deque[dict[str, Any]] = deque()
 
     async def raw(self, message: str) -> Any:
+        """Send one frame; the next frame that is not a notification."""
         await self.ws.send_message(message)
         with trio.fail_after(TIMEOUT):
-            return json.loads(await self.ws.get_message())
+            while True:
+                frame = json.loads(await self.ws.get_message())
+                if not (isinstance(frame, dict) and "method" in frame and "id" not in frame):
+                    return frame
+                self.notifications.append(frame)
 
     async def call(self, method: str, **params: Any) -> Any:
         """The result of ``method``; a JSON-RPC error raises ``RpcError``."""
@@ -136,6 +143,15 @@ class Watcher:
         if "error" in reply:
             raise RpcError(reply["error"]["code"], reply["error"]["message"])
         return reply["result"]
+
+    async def notification(self, timeout: float = TIMEOUT) -> dict[str, Any]:
+        """The next notification: ``{"method": ..., "params": {...}}``."""
+        if self.notifications:
+            return self.notifications.popleft()
+        with trio.fail_after(timeout):
+            frame = json.loads(await self.ws.get_message())
+        assert "id" not in frame, f"a reply nobody waited for: {frame}"
+        return frame
 
 
 class RpcError(Exception):
@@ -146,8 +162,9 @@ class RpcError(Exception):
 
 
 @asynccontextmanager
-async def watcher(running: Running) -> AsyncIterator[Watcher]:
-    async with open_websocket_url(f"{running.url}/v1/watch", extra_headers=running.headers(), **CLIENT_TIMEOUTS) as ws:
+async def watcher(running: Running, **options: Any) -> AsyncIterator[Watcher]:
+    """A watch connection; ``options`` go to trio-websocket (``message_queue_size=1`` for a reader that stalls)."""
+    async with open_websocket_url(f"{running.url}/v1/watch", extra_headers=running.headers(), **CLIENT_TIMEOUTS, **options) as ws:
         yield Watcher(ws)
 
 

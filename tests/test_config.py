@@ -32,6 +32,7 @@ DEFAULTS = {
     "auth": {"enabled": True, "token_file": "token", "allowed_origins": []},
     "storage": {"path": "agentwatch.db", "synchronous": "full", "queue_bytes": 8 << 20},
     "plugins": {"disable": []},
+    "watch": {"backlog": 1000, "backlog_bytes": 16 << 20},
     "attention": {"git_check_interval": 60.0},
     "stall": {"threshold": 900.0, "tool_threshold": 3600.0, "agents": {}, "labels": {}},
     "retention": {"max_age": 2592000.0, "max_events_per_agent": 50000, "max_sessions_per_agent": 0, "interval": 3600.0, "batch_events": 1000},
@@ -128,6 +129,9 @@ queue_bytes = "16KiB"
 
 [plugins]
 disable = ["claude-stream-json", "some-plugin"]
+[watch]
+backlog = 50
+backlog_bytes = "1MiB"
 [attention]
 git_check_interval = "2m"
 [stall]
@@ -166,6 +170,7 @@ def test_a_file_with_every_documented_key(tmp_path):
         "auth": {"enabled": False, "token_file": "/etc/agentwatch/token", "allowed_origins": ["http://localhost:3000", "https://example.org"]},
         "storage": {"path": "data/events.sqlite", "synchronous": "normal", "queue_bytes": 16384},
         "plugins": {"disable": ["claude-stream-json", "some-plugin"]},
+        "watch": {"backlog": 50, "backlog_bytes": 1 << 20},
         "attention": {"git_check_interval": 120.0},
         "stall": {
             "threshold": 1200.0,

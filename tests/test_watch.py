@@ -11,7 +11,7 @@ from agentwatch import __version__
 from helpers import TIMEOUT, RpcError, agent, running_daemon, stored, watcher
 
 ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
-METHODS = ["agents.list", "attention.list", "events.list", "retention.prune", "sessions.list", "status"]
+METHODS = ["agents.list", "attention.list", "events.list", "retention.prune", "sessions.list", "status", "subscribe", "unsubscribe"]
 
 
 def ev(kind, text=None):

@@ -169,6 +169,10 @@ SCHEMA: dict[str, dict[str, tuple[Callable[[Any], Any], Any]]] = {
     "plugins": {
         "disable": (_string_list, []),
     },
+    "watch": {
+        "backlog": (_whole_number(1), 1000),  # notifications a subscriber may fall behind by
+        "backlog_bytes": (parse_size, 16 << 20),
+    },
     "attention": {
         "git_check_interval": (_positive_duration, 60.0),
     },

@@ -30,6 +30,7 @@ from agentwatch.model import StoredEvent
 from agentwatch.plugin_manager import PluginError, Plugins
 from agentwatch.session_facts import SessionFacts
 from agentwatch.store import SessionKey, Store
+from agentwatch.subscriptions import ConnectionSubscriptions
 from agentwatch.watch import WatchConnection
 
 log = get_logger(__name__)
@@ -54,6 +55,7 @@ class Daemon:
             self.plugins = plugins or Plugins(config["plugins"]["disable"])
             self.formats = self.plugins.formats()
             self.watch_methods = self.plugins.watch_methods()
+            self.topics = self.plugins.topics()
         except PluginError as exc:
             raise StartupError(str(exc)) from None
         store = self.plugins.hook.agentwatch_open_store(config=config)
@@ -61,6 +63,7 @@ class Daemon:
             raise StartupError("no plugin provides a store: 'storage' is disabled and no installed plugin replaces it")
         self.store: Store = store
         self.connections: dict[str, AgentConnection] = {}
+        self.subscriptions = 0  # live subscriptions on /v1/watch
         self.addresses: list[str] = []
         self._started_at = 0.0
         self._stop_requested = trio.Event()
@@ -240,7 +243,10 @@ class Daemon:
                         nursery.cancel_scope.cancel()
 
                 nursery.start_soon(keep_alive)
-                await WatchConnection(self, ws, self.watch_methods).serve()
+                connection = WatchConnection(self, ws, self.watch_methods)
+                subscriptions = ConnectionSubscriptions(self, connection, nursery)
+                connection.methods.update(subscriptions.methods())
+                await connection.serve()
                 nursery.cancel_scope.cancel()
         finally:
             self._watchers.discard(ws)

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from agentwatch.model import AgentInfo, Format, StoredEvent
     from agentwatch.session_facts import SessionFacts
     from agentwatch.store import Store
+    from agentwatch.subscriptions import Topic
     from agentwatch.watch import WatchMethod
 
 hookspec = pluggy.HookspecMarker("agentwatch")
@@ -38,6 +39,11 @@ def agentwatch_open_store(config: Config) -> Store | None:
 @hookspec
 def agentwatch_register_watch_methods(register: Callable[[str, WatchMethod], None]) -> None:
     """Register JSON-RPC methods of ``/v1/watch`` (``register("name", async_handler)``)."""
+
+
+@hookspec
+def agentwatch_register_topics(register: Callable[[str, Topic], None]) -> None:
+    """Register topics that ``subscribe`` may name (``register("name", async_topic)``)."""
 
 
 @hookspec

@@ -16,6 +16,7 @@ from agentwatch.model import Format
 from agentwatch.plugins import BUILTIN_PLUGINS
 
 if TYPE_CHECKING:
+    from agentwatch.subscriptions import Topic
     from agentwatch.watch import WatchMethod
 
 log = get_logger(__name__)
@@ -99,6 +100,10 @@ class Plugins:
         return self._collect(
             "agentwatch_register_watch_methods", "watch method", lambda name, handler: (name, handler)
         )
+
+    def topics(self) -> dict[str, tuple[Topic, str]]:
+        """Every registered ``subscribe`` topic by name, with its plugin's name."""
+        return self._collect("agentwatch_register_topics", "topic", lambda name, topic: (name, topic))
 
     def _collect(
         self, hook_name: str, what: str, entry: Callable[..., tuple[str, Any]]

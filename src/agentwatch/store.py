@@ -101,6 +101,11 @@ class Store(Protocol):
         """A page of events in ascending ``seq``, as the JSON text ``{"events": [...], "has_more": bool}``
         (encoded off the event loop); ``None`` when the agent is unknown."""
 
+    async def event_page(
+        self, agent_id: str, *, kinds: list[str] | None, after_seq: int | None, limit: int
+    ) -> tuple[list[StoredEvent], bool] | None:
+        """Like :meth:`events`, as objects: ``(events, has_more)``; ``None`` when the agent is unknown."""
+
     async def counts(self) -> dict[str, int]:
         """Totals for ``status``: at least ``events_stored`` and ``agents``."""
 

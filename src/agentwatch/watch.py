@@ -97,7 +97,12 @@ class WatchConnection:
     def __init__(self, daemon: Daemon, ws: WebSocketConnection, methods: Mapping[str, tuple[WatchMethod, str]]) -> None:
         self.daemon = daemon
         self.ws = ws
-        self.methods = methods
+        self.methods = dict(methods)
+        self._after_reply: list[Callable[[], None]] = []
+
+    def after_reply(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once the reply to the request being answered has been sent."""
+        self._after_reply.append(callback)
 
     async def serve(self) -> None:
         while True:
@@ -106,11 +111,15 @@ class WatchConnection:
             except ConnectionClosed:
                 return
             reply = await self.answer(message)
-            if reply is not None:
-                try:
+            try:
+                if reply is not None:
                     await self.ws.send_message(reply)
-                except ConnectionClosed:
-                    return
+            except ConnectionClosed:
+                return
+            finally:
+                callbacks, self._after_reply = self._after_reply, []
+                for callback in callbacks:
+                    callback()
 
     async def answer(self, message: str | bytes) -> str | None:
         """The JSON text answering one frame (a reply, or a batch of them); ``None`` for notifications only."""

@@ -5,6 +5,7 @@ with ``plugins.disable``; the core uses its own hooks, so any of them can be rep
 BUILTIN_PLUGINS: dict[str, str] = {
     "storage": "agentwatch.plugins.storage",
     "watch-queries": "agentwatch.plugins.watch_queries",
+    "watch-topics": "agentwatch.plugins.watch_topics:WatchTopics",
     "attention": "agentwatch.plugins.attention:AttentionPlugin",
     "stall": "agentwatch.plugins.stall:StallPlugin",
     "retention": "agentwatch.plugins.retention:RetentionPlugin",

@@ -25,6 +25,7 @@ async def status(daemon: Daemon, params: dict[str, Any]) -> dict[str, Any]:
         "uptime_s": round(daemon.uptime(), 3),
         "agents_connected": len(daemon.connections),
         "agents_known": counts["agents"],
+        "subscriptions": daemon.subscriptions,
         "events_stored": counts["events_stored"],
         "plugins": daemon.plugins.names(),
         "plugin_errors": dict(daemon.plugins.errors),

@@ -2,12 +2,14 @@
 
 It keeps every current session's facts (from the store at start, then from each commit), the
 need each one has (:mod:`.feed`), and the state of each session's work tree (:mod:`.worktree`);
-``attention.list`` answers from memory, and ``agentwatch_attention_changed`` tells other plugins
-when an item appears, changes state or leaves.
+``attention.list`` answers from memory, the ``attention`` topic sends the whole list when it
+changes (at most every 250 ms), and ``agentwatch_attention_changed`` tells other plugins when an
+item appears, changes state or leaves.
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -20,6 +22,7 @@ from agentwatch.model import StoredEvent, now_ms
 from agentwatch.plugins.attention.feed import Need, SessionKey, item, need_of, order
 from agentwatch.plugins.attention.worktree import WorkTrees
 from agentwatch.session_facts import SessionFacts, newer
+from agentwatch.subscriptions import Subscription, Topic
 from agentwatch.watch import Params, WatchMethod
 
 if TYPE_CHECKING:
@@ -30,6 +33,9 @@ log = get_logger(__name__)
 #: Kinds after which a session's work tree may have changed.
 _WORK_DONE = frozenset({"tool_result", "turn_completed", "error"})
 
+#: The ``attention`` topic sends at most one list per this many seconds, and one within it of a change.
+COALESCE_S = 0.25
+
 
 class AttentionPlugin:
     """The attention feed of one daemon."""
@@ -38,7 +44,8 @@ class AttentionPlugin:
         self._facts: dict[SessionKey, SessionFacts] = {}
         self._needs: dict[SessionKey, Need] = {}
         self._stalled: dict[SessionKey, int] = {}  # from the stall plugin
-        self._worktrees = WorkTrees()
+        self._worktrees = WorkTrees(on_change=lambda cwd, answer: self._touch())
+        self._changed = trio.Event()  # set (and replaced) whenever the feed may have changed
         self._cwd_users: Counter[str] = Counter()  # sessions per directory
         self._daemon: Daemon | None = None
         self._loaded = trio.Event()
@@ -65,6 +72,8 @@ class AttentionPlugin:
                 self._drop((key[0], key[1] - 1))
             self._keep(key, facts)
             self._set_need(key, need_of(facts, self._stalled.get(key)))
+            if key in self._needs:
+                self._touch()  # its summary or speaker may have changed
 
     @hookimpl
     def agentwatch_sessions_removed(self, sessions: Sequence[tuple[str, int]]) -> None:
@@ -118,6 +127,8 @@ class AttentionPlugin:
             self._needs.pop(key, None)
         else:
             self._needs[key] = need
+        if need != previous:
+            self._touch()
         if (previous and previous.state) != (need and need.state) and self._daemon is not None:
             self._daemon.plugins.notify(
                 "agentwatch_attention_changed",
@@ -137,13 +148,45 @@ class AttentionPlugin:
     def agentwatch_register_watch_methods(self, register: Callable[[str, WatchMethod], None]) -> None:
         register("attention.list", self._list)
 
+    @hookimpl
+    def agentwatch_register_topics(self, register: Callable[[str, Topic], None]) -> None:
+        register("attention", self._topic)
+
     async def _list(self, daemon: Daemon, params: dict[str, Any]) -> dict[str, Any]:
         Params("attention.list", params, ())
         await self._loaded.wait()  # a request right after start waits for the stored facts
+        return {"items": self._items()}
+
+    async def _topic(self, daemon: Daemon, subscription: Subscription) -> None:
+        """The whole list now, then again whenever it changes: at most one per ``COALESCE_S``, and
+        one within ``COALESCE_S`` of a change. ``waiting_s`` growing is not a change."""
+        await self._loaded.wait()
+        sent_at = -math.inf
+        shown: list[dict[str, Any]] | None = None
+        while True:
+            await trio.sleep_until(sent_at + COALESCE_S)
+            await subscription.drained()  # a subscriber that is behind gets the newest list, not every one
+            changed = self._changed
+            items = self._items()
+            if shown is None or not _unchanged(items, shown):
+                subscription.notify("attention", items=items)
+                sent_at, shown = trio.current_time(), items
+            await changed.wait()
+
+    def _items(self) -> list[dict[str, Any]]:
         now = now_ms()
-        return {
-            "items": [
-                item(key, self._needs[key], self._facts[key], now, self._worktrees.dirty(self._facts[key].cwd))
-                for key in order(self._needs)
-            ]
-        }
+        return [
+            item(key, self._needs[key], self._facts[key], now, self._worktrees.dirty(self._facts[key].cwd))
+            for key in order(self._needs)
+        ]
+
+    def _touch(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+
+def _unchanged(items: list[dict[str, Any]], shown: list[dict[str, Any]]) -> bool:
+    """Whether two lists differ only in how long each item has waited."""
+    return len(items) == len(shown) and all(
+        {**new, "waiting_s": 0} == {**old, "waiting_s": 0} for new, old in zip(items, shown)
+    )

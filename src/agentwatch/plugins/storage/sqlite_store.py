@@ -424,6 +424,11 @@ class SqliteStore:
     ) -> str | None:
         return await self._read(_query_events, agent_id, session, kinds, after_seq, before_seq, limit)
 
+    async def event_page(
+        self, agent_id: str, *, kinds: list[str] | None = None, after_seq: int | None = None, limit: int = 100
+    ) -> tuple[list[StoredEvent], bool] | None:
+        return await self._read(_query_page, agent_id, None, kinds, after_seq, None, limit)
+
     async def counts(self) -> dict[str, int]:
         return await self._read(_query_counts)
 
@@ -533,7 +538,7 @@ def _query_sessions(conn: apsw.Connection, agent_id: str | None, limit: int) -> 
     ]
 
 
-def _query_events(
+def _query_page(
     conn: apsw.Connection,
     agent_id: str,
     session: int | None,
@@ -541,7 +546,7 @@ def _query_events(
     after_seq: int | None,
     before_seq: int | None,
     limit: int,
-) -> str | None:
+) -> tuple[list[StoredEvent], bool] | None:
     agent_key = conn.execute("SELECT agent_key FROM agents WHERE agent_id = ?", (agent_id,)).get
     if agent_key is None:
         return None
@@ -565,16 +570,22 @@ def _query_events(
         f" WHERE {' AND '.join(clauses)} ORDER BY e.seq LIMIT ?",
         params,
     )
-    events: list[str] = []
+    events: list[StoredEvent] = []
     size = 0
-    has_more = False
     for seq, session_no, kind, ts, received_at, fmt, data in rows:
         if len(events) == limit or (events and size + len(data) > MAX_PAGE_BYTES):
-            has_more = True
-            break
-        events.append(StoredEvent(agent_id, seq, session_no, kind, ts, received_at, fmt, data).to_json())
+            return events, True
+        events.append(StoredEvent(agent_id, seq, session_no, kind, ts, received_at, fmt, data))
         size += len(data)
-    return '{"events":[' + ",".join(events) + '],"has_more":' + ("true" if has_more else "false") + "}"
+    return events, False
+
+
+def _query_events(conn: apsw.Connection, *query: Any) -> str | None:
+    page = _query_page(conn, *query)
+    if page is None:
+        return None
+    events, has_more = page
+    return '{"events":[' + ",".join(event.to_json() for event in events) + '],"has_more":' + ("true" if has_more else "false") + "}"
 
 
 def _query_current_sessions(conn: apsw.Connection) -> dict[tuple[str, int], SessionFacts]:

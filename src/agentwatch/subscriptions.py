@@ -1,0 +1,155 @@
+"""Live subscriptions of ``/v1/watch``: ``subscribe`` starts one, notifications flow until ``unsubscribe``.
+
+A topic (``events``, ``attention``, ``agents``, or one a plugin registers) is a task that runs for
+the life of a subscription and hands it notifications. The subscription keeps them in a bounded
+:class:`~agentwatch.backlog.Backlog` and one task sends them on the WebSocket, so a subscriber
+that reads slowly (or not at all) costs its own backlog and nothing else: past the bound, it
+gets a ``gap`` notification with the number skipped, at the place they were skipped.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import trio
+from trio_websocket import ConnectionClosed, WebSocketConnection
+
+from agentwatch.backlog import Backlog, Gap
+from agentwatch.logs import get_logger
+from agentwatch.model import KINDS
+from agentwatch.text import brief
+from agentwatch.watch import INVALID_PARAMS, Params, RawJSON, WatchConnection, WatchError, WatchMethod
+
+if TYPE_CHECKING:
+    from agentwatch.daemon import Daemon
+
+log = get_logger(__name__)
+
+MAX_SUBSCRIPTIONS = 64  # on one connection
+
+
+@dataclass(frozen=True, slots=True)
+class SubscribeParams:
+    """What a ``subscribe`` asked for; topics apply the filters that concern them."""
+
+    topics: tuple[str, ...]
+    agent_id: str | None = None  # only this agent
+    after_seq: int | None = None  # events: replay what is stored after this seq first
+    kinds: frozenset[str] | None = None  # events: only these kinds
+
+
+class Subscription:
+    """One subscription: its topics' notifications, bounded, on their way to one WebSocket."""
+
+    def __init__(self, subscription_id: int, params: SubscribeParams, max_items: int, max_bytes: int) -> None:
+        self.id = subscription_id
+        self.params = params
+        self._backlog: Backlog[str] = Backlog(max_items, max_bytes)
+        self.released = trio.Event()  # set once the subscribe reply is on its way: nothing goes before it
+
+    def notify(self, method: str, **fields: Any) -> bool:
+        """Queue a notification without waiting; False if it was skipped (the subscriber is behind)."""
+        text = self._encode(method, fields)
+        return self._backlog.offer(text, len(text))
+
+    async def deliver(self, method: str, **fields: Any) -> None:
+        """Queue a notification, waiting for room (replay, which must skip nothing)."""
+        text = self._encode(method, fields)
+        await self._backlog.put(text, len(text))
+
+    async def drained(self) -> None:
+        """Wait until everything queued has been sent."""
+        await self._backlog.drained()
+
+    async def send_all(self, ws: WebSocketConnection) -> None:
+        """Send queued notifications (and gaps) to ``ws`` until the connection closes."""
+        await self.released.wait()
+        while True:
+            item = await self._backlog.get()
+            if isinstance(item, Gap):
+                log.info("subscriber_gap", subscription=self.id, skipped=item.skipped)
+                item = self._encode("gap", {"skipped": item.skipped})
+            try:
+                await ws.send_message(item)
+            except ConnectionClosed:
+                return
+
+    def _encode(self, method: str, fields: dict[str, Any]) -> str:
+        members = "".join(
+            f",{json.dumps(name)}:{value if isinstance(value, RawJSON) else json.dumps(value)}" for name, value in fields.items()
+        )
+        return f'{{"jsonrpc":"2.0","method":{json.dumps(method)},"params":{{"subscription":{self.id}{members}}}}}'
+
+
+#: A topic: ``await topic(daemon, subscription)`` hands the subscription its notifications; it
+#: runs until the subscription ends (it is cancelled then).
+Topic = Callable[["Daemon", Subscription], Awaitable[None]]
+
+
+class ConnectionSubscriptions:
+    """The subscriptions of one watch connection: its ``subscribe`` and ``unsubscribe`` methods."""
+
+    def __init__(self, daemon: Daemon, connection: WatchConnection, nursery: trio.Nursery) -> None:
+        self.daemon = daemon
+        self.connection = connection
+        self.nursery = nursery
+        self._scopes: dict[int, trio.CancelScope] = {}
+        self._next_id = 1
+
+    def methods(self) -> dict[str, tuple[WatchMethod, str]]:
+        """``subscribe`` and ``unsubscribe``, bound to this connection."""
+        return {"subscribe": (self.subscribe, "core"), "unsubscribe": (self.unsubscribe, "core")}
+
+    async def subscribe(self, daemon: Daemon, params: dict[str, Any]) -> dict[str, int]:
+        topics = daemon.topics
+        p = Params("subscribe", params, ("topics", "agent_id", "after_seq", "kinds"))
+        names = p.strings("topics", frozenset(topics))
+        if not names:
+            raise WatchError(INVALID_PARAMS, f"subscribe: topics must name at least one of {', '.join(sorted(topics))}")
+        kinds = p.strings("kinds", KINDS)
+        wanted = SubscribeParams(
+            tuple(dict.fromkeys(names)), p.string("agent_id"), p.integer("after_seq"), frozenset(kinds) if kinds else None
+        )
+        if len(self._scopes) >= MAX_SUBSCRIPTIONS:
+            raise WatchError(INVALID_PARAMS, f"subscribe: this connection has {MAX_SUBSCRIPTIONS} subscriptions, the most it may; unsubscribe one or use several topics in one")
+        watch = daemon.config["watch"]
+        subscription = Subscription(self._next_id, wanted, watch["backlog"], watch["backlog_bytes"])
+        self._next_id += 1
+        scope = trio.CancelScope()
+        self._scopes[subscription.id] = scope
+        self.nursery.start_soon(self._run, subscription, scope)
+        self.connection.after_reply(subscription.released.set)
+        log.info("subscribed", subscription=subscription.id, topics=list(wanted.topics), agent_id=wanted.agent_id)
+        return {"subscription": subscription.id}
+
+    async def unsubscribe(self, daemon: Daemon, params: dict[str, Any]) -> bool:
+        p = Params("unsubscribe", params, ("subscription",))
+        subscription_id = p.integer("subscription", low=1)
+        scope = self._scopes.pop(subscription_id, None) if subscription_id is not None else None
+        if scope is None:
+            raise WatchError(INVALID_PARAMS, f"unsubscribe: no subscription {brief(params.get('subscription'))} on this connection")
+        scope.cancel()
+        log.info("unsubscribed", subscription=subscription_id)
+        return True
+
+    async def _run(self, subscription: Subscription, scope: trio.CancelScope) -> None:
+        """Run the subscription's topics and its sender until unsubscribed or the connection ends."""
+        self.daemon.subscriptions += 1
+        try:
+            with scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(subscription.send_all, self.connection.ws)
+                    for name in subscription.params.topics:
+                        nursery.start_soon(self._run_topic, subscription, name)
+        finally:
+            self.daemon.subscriptions -= 1
+
+    async def _run_topic(self, subscription: Subscription, name: str) -> None:
+        topic, plugin = self.daemon.topics[name]
+        try:
+            await topic(self.daemon, subscription)
+        except Exception:
+            self.daemon.plugins.record_error(plugin, f"topic {name}")
