@@ -1,0 +1,330 @@
+"""What the command line prints: agentwatch.render against real recordings and the watch API's shapes."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agentwatch.model import Format, Normalized, iso_ms
+from agentwatch.plugins.formats.claude_stream_json import agentwatch_register_formats
+from agentwatch.render import (
+    Style,
+    agents_table,
+    ago,
+    attention_table,
+    event_line,
+    parse_time,
+    sessions_table,
+    status_text,
+    style_for,
+    summary,
+    table,
+    waited,
+)
+
+FIXTURES = Path(__file__).parent / "fixtures" / "claude-stream-json"
+BASIC = "claude-agent-sdk-gleam__basic_query.ndjson"
+BASH = "terragon-oss__claude-json-bash-test.DERIVED.ndjson"
+PLAIN = Style(color=False)
+COLOR = Style(color=True)
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+NOW = parse_time("2026-11-21T10:00:00.000Z")
+assert NOW is not None
+
+
+def _claude() -> Format:
+    registered: list[Format] = []
+    agentwatch_register_formats(registered.append)
+    return registered[0]
+
+
+CLAUDE = _claude()
+
+
+def records(name: str) -> list[tuple[dict[str, Any], Normalized]]:
+    lines = (FIXTURES / name).read_text().splitlines()
+    return [(record, CLAUDE.normalize(record)) for record in map(json.loads, filter(str.strip, lines))]
+
+
+def of_kind(name: str, kind: str) -> list[tuple[dict[str, Any], Normalized]]:
+    return [(record, n) for record, n in records(name) if n.kind == kind]
+
+
+def first_block(record: dict[str, Any], block_type: str) -> dict[str, Any]:
+    return next(b for b in record["message"]["content"] if b["type"] == block_type)
+
+
+# --- Style ---
+
+
+def test_plain_style_changes_nothing() -> None:
+    assert (PLAIN.bold("a"), PLAIN.dim("b"), PLAIN.tier(1, "c")) == ("a", "b", "c")
+
+
+@pytest.mark.parametrize(("tier", "code"), [(1, "31"), (2, "33"), (3, "36")])
+def test_tiers_have_their_colour(tier: int, code: str) -> None:
+    assert COLOR.tier(tier, "x") == f"\x1b[{code}mx\x1b[0m"
+
+
+def test_unknown_tier_is_plain_and_bold_dim_are_escapes() -> None:
+    assert COLOR.tier(4, "x") == "x"
+    assert COLOR.bold("x") == "\x1b[1mx\x1b[0m" and COLOR.dim("x") == "\x1b[2mx\x1b[0m"
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_style_for_wants_a_terminal_without_no_color_or_dumb_term() -> None:
+    assert style_for(io.StringIO(), {"TERM": "xterm"}).color is False
+    assert style_for(_Tty(), {"TERM": "xterm"}).color is True
+    assert style_for(_Tty(), {"TERM": "xterm", "NO_COLOR": ""}).color is True
+    assert style_for(_Tty(), {"TERM": "xterm", "NO_COLOR": "1"}).color is False
+    assert style_for(_Tty(), {"TERM": "dumb"}).color is False
+
+
+# --- time ---
+
+
+@pytest.mark.parametrize(
+    ("before_ms", "expected"),
+    [
+        (-60_000, "just now"),  # a future time
+        (4_999, "just now"),
+        (5_000, "5 s ago"),
+        (59_999, "59 s ago"),
+        (60_000, "1 min ago"),
+        (3_599_999, "59 min ago"),
+        (3_600_000, "1 h ago"),
+        (86_399_999, "23 h ago"),
+        (2 * 86_400_000 + 3_600_000, "2 d ago"),
+    ],
+)
+def test_ago_floors_to_its_largest_unit(before_ms: int, expected: str) -> None:
+    assert ago(NOW - before_ms, NOW) == expected
+
+
+def test_ago_of_nothing() -> None:
+    assert ago(None, NOW) == "-"
+
+
+@pytest.mark.parametrize(
+    ("seconds", "expected"),
+    [
+        (0, "0 s"),
+        (59.9, "59 s"),
+        (60, "1 min"),
+        (12 * 60 + 59, "12 min"),
+        (3 * 3600, "3 h"),
+        (3 * 3600 + 5 * 60 + 59, "3 h 5 min"),
+        (2 * 86400 + 3 * 3600 + 59 * 60, "2 d 3 h"),
+        (-3, "0 s"),
+    ],
+)
+def test_waited(seconds: float, expected: str) -> None:
+    assert waited(seconds) == expected
+
+
+def test_parse_time_reads_what_the_daemon_writes() -> None:
+    assert iso_ms(parse_time("2026-11-21T10:00:00.125Z")) == "2026-11-21T10:00:00.125Z"
+    assert parse_time("2026-11-21T11:00:00.125+01:00") == parse_time("2026-11-21T10:00:00.125Z")
+    assert parse_time("2026-11-21T10:00:01.000Z") - NOW == 1000  # type: ignore[operator]
+    assert parse_time(None) is None and parse_time("yesterday") is None and parse_time("") is None
+
+
+# --- table ---
+
+
+def test_table_aligns_styled_cells_by_their_visible_width() -> None:
+    rows = [[COLOR.tier(1, "needs_permission"), "a1", ""], [COLOR.tier(3, "idle"), "agent-two", "x"]]
+    out = table(["STATE", "AGENT", "NOTE"], rows, COLOR)
+    lines = ANSI.sub("", out).splitlines()
+    assert lines == [
+        "STATE             AGENT      NOTE",
+        "needs_permission  a1",
+        "idle              agent-two  x",
+    ]
+    assert out.splitlines()[0].startswith("\x1b[1mSTATE\x1b[0m")
+    assert not any(line.endswith(" ") for line in out.splitlines())
+
+
+def test_table_without_rows_is_its_header() -> None:
+    assert table(["A", "BB"], [], PLAIN) == "A  BB"
+
+
+# --- summary, against real records ---
+
+
+def test_tool_use_summaries_name_the_real_tool_and_command() -> None:
+    uses = of_kind(BASH, "tool_use")
+    assert len(uses) == 10
+    for record, n in uses:
+        block = first_block(record, "tool_use")
+        assert summary("tool_use", n, record, width=500) == f"{block['name']}: {block['input']['command']}"
+
+
+def test_turn_completed_shows_the_recorded_cost() -> None:
+    for name, key in ((BASIC, "total_cost_usd"), (BASH, "cost_usd")):
+        [(record, n)] = of_kind(name, "turn_completed")
+        first = record["result"].splitlines()[0]
+        assert summary("turn_completed", n, record) == f"${record[key]:.4f}, {first}"
+
+
+def test_text_outputs_give_their_first_line() -> None:
+    outputs = of_kind(BASH, "output") + of_kind(BASIC, "output")
+    assert len(outputs) == 3
+    for record, n in outputs:
+        text = first_block(record, "text")["text"]
+        assert summary("output", n, record, width=500) == text.splitlines()[0]
+
+
+def test_tool_results_give_their_first_line_and_errors_say_so() -> None:
+    results = of_kind(BASH, "tool_result")
+    for record, n in results:
+        block = first_block(record, "tool_result")
+        first = block["content"].splitlines()[0]
+        expected = f"error: {first}" if block["is_error"] else first
+        assert summary("tool_result", n, record, width=500) == expected
+    assert {n.is_error for _, n in results} == {True, False}  # both kinds were checked
+
+
+def test_session_started_shows_the_recorded_cwd() -> None:
+    [(record, n)] = of_kind(BASIC, "session_started")
+    assert summary("session_started", n, record) == record["cwd"]
+    assert summary("session_started", Normalized("session_started", session_id="s-1"), {}) == "s-1"
+
+
+def test_raw_shows_the_record_type_or_its_json() -> None:
+    record = {"type": "stream_event", "event": {}}
+    assert summary("raw", CLAUDE.normalize(record), record) == "stream_event"
+    assert summary("raw", Normalized("raw"), [1, {"a": "b"}]) == '[1,{"a":"b"}]'
+    assert summary("raw", Normalized("raw"), None) == ""
+
+
+def test_tool_input_without_a_main_argument_is_compact_json() -> None:
+    n = Normalized("permission_request", tool="TodoWrite", input={"todos": [{"id": 1}], "path": ""})
+    assert summary("permission_request", n, {}) == 'TodoWrite: {"todos":[{"id":1}],"path":""}'
+    assert summary("tool_use", Normalized("tool_use", tool="Read", input={"file_path": "/a", "command": "ls"}), {}) == "Read: ls"
+
+
+def test_turn_completed_parts() -> None:
+    n = Normalized("turn_completed", text="\nboom\nmore", cost_usd=0.01234, is_error=True)
+    assert summary("turn_completed", n, {}) == "$0.0123, error, boom"
+    assert summary("turn_completed", Normalized("turn_completed"), {}) == ""
+
+
+def test_summaries_are_cut_with_an_ellipsis_and_never_span_lines() -> None:
+    long = Normalized("output", text="\n  \n" + "word " * 100 + "\nsecond line")
+    cut = summary("output", long, {}, width=40)
+    assert len(cut) == 40 and cut.endswith("…") and cut.startswith("word word")
+    sneaky = Normalized("tool_use", tool="Bash", input={"command": "cd /x\nrm -rf build\x1b[2J\u2028done"})
+    assert summary("tool_use", sneaky, {}) == "Bash: cd /x rm -rf build [2J done"
+    for name in (BASIC, BASH):
+        for record, n in records(name):
+            line = summary(n.kind, n, record, width=30)
+            assert len(line) <= 30 and "\n" not in line and "\x1b" not in line
+
+
+# --- event lines ---
+
+
+def test_event_line_from_a_real_record() -> None:
+    record, n = of_kind(BASH, "tool_use")[0]
+    received = "2026-11-21T10:00:00.125Z"
+    event = {"agent_id": "a1", "seq": 7, "session": 1, "kind": "tool_use", "ts": None,
+             "received_at": received, "format": "claude-stream-json", "data": record}
+    local = datetime.fromisoformat(received).astimezone().strftime("%H:%M:%S")
+    block = first_block(record, "tool_use")
+    expected = f"{local}  a1  #7  tool_use{' ' * 10}  {block['name']}: {block['input']['command']}"
+    assert event_line(event, n, PLAIN) == expected
+    colored = event_line(event, n, COLOR)
+    assert "\x1b[2mtool_use\x1b[0m" in colored and ANSI.sub("", colored) == expected
+
+
+def test_event_line_fits_its_width() -> None:
+    record, n = of_kind(BASH, "output")[-1]
+    event = {"agent_id": "a1", "seq": 23, "kind": "output", "received_at": "2026-11-21T10:00:00Z", "data": record}
+    line = event_line(event, n, PLAIN, width=60)
+    assert len(line) == 60 and line.endswith("…")
+
+
+# --- tables of the watch API ---
+
+ITEMS = [
+    {"agent_id": "a2", "session": 1, "state": "awaiting_reply", "tier": 3, "since": iso_ms(NOW - 812_000),
+     "waiting_s": 1, "last_speaker": "agent", "cwd": None, "uncommitted_work": None, "summary": "done\nall " + "x" * 80},
+    {"agent_id": "a1", "session": 3, "state": "needs_permission", "tier": 1, "since": None,
+     "waiting_s": 3 * 3600 + 300, "last_speaker": "agent", "cwd": "/home/u/proj", "uncommitted_work": True, "summary": None},
+    {"agent_id": "a3", "session": 2, "state": "error", "tier": 2, "since": iso_ms(NOW - 45_000),
+     "waiting_s": 45, "last_speaker": "agent", "cwd": "/srv/x", "uncommitted_work": False, "summary": "failed"},
+]
+
+
+def test_attention_table_keeps_the_order_given() -> None:
+    lines = attention_table(ITEMS, NOW, PLAIN).splitlines()
+    assert lines[0].split() == ["STATE", "AGENT", "SESSION", "WAITING", "GIT", "CWD", "SUMMARY"]
+    assert [line.split()[0] for line in lines[1:]] == ["awaiting_reply", "needs_permission", "error"]
+    first, second, third = lines[1:]
+    assert "13 min" in first and " - " in first and first.endswith("done all " + "x" * 50 + "…")
+    assert "3 h 5 min" in second and "dirty" in second and "/home/u/proj" in second
+    assert "45 s" in third and "clean" in third
+
+
+def test_attention_table_colours_states_by_tier() -> None:
+    out = attention_table(ITEMS, NOW, COLOR)
+    assert "\x1b[36mawaiting_reply" in out and "\x1b[31mneeds_permission" in out and "\x1b[33merror" in out
+    assert "\x1b" not in attention_table(ITEMS, NOW, PLAIN)
+
+
+def test_empty_lists_say_so() -> None:
+    assert attention_table([], NOW, COLOR) == "Nothing needs you."
+    assert agents_table([], NOW, COLOR) == "No agents yet."
+    assert sessions_table([], NOW, COLOR) == "No sessions yet."
+
+
+def test_agents_table() -> None:
+    agents = [
+        {"agent_id": "a1", "name": "builder", "kind": "claude", "cwd": "/w", "host": "h", "pid": 1, "labels": {},
+         "session": 2, "acked_seq": 1042, "last_event_at": iso_ms(NOW - 125_000), "first_seen_at": None,
+         "last_seen_at": None, "connected": True},
+        {"agent_id": "a2", "name": None, "kind": None, "cwd": None, "host": None, "pid": None, "labels": {},
+         "session": 0, "acked_seq": 0, "last_event_at": None, "first_seen_at": None, "last_seen_at": None,
+         "connected": False},
+    ]
+    lines = agents_table(agents, NOW, PLAIN).splitlines()
+    assert lines[1].split() == ["a1", "builder", "claude", "connected", "2", "1042", "2", "min", "ago", "/w"]
+    assert lines[2].split() == ["a2", "-", "-", "gone", "0", "0", "-", "-"]
+    colored = agents_table(agents, NOW, COLOR)
+    assert "\x1b[1mconnected\x1b[0m" in colored and "\x1b[2mgone\x1b[0m" in colored
+
+
+def test_sessions_table() -> None:
+    sessions = [{"agent_id": "a1", "session": 3, "started_at": iso_ms(NOW - 7200_000),
+                 "last_event_at": iso_ms(NOW - 2_000), "events": 17, "ended_at": None, "state": "active"}]
+    lines = sessions_table(sessions, NOW, PLAIN).splitlines()
+    assert lines[0].split() == ["AGENT", "SESSION", "STATE", "EVENTS", "STARTED", "LAST", "EVENT"]
+    assert lines[1].split() == ["a1", "3", "active", "17", "2", "h", "ago", "just", "now"]
+
+
+def test_status_text() -> None:
+    status = {"version": "0.1.0", "uptime_s": 3 * 3600 + 360.5, "agents_connected": 1, "agents_known": 4,
+              "events_stored": 1234, "plugins": ["retention", "stall"], "plugin_errors": {},
+              "formats": ["agentwatch"], "listen": ["127.0.0.1:7777", "/run/agentwatch.sock"]}
+    lines = dict(line.split(":", 1) for line in status_text(status, PLAIN).splitlines())
+    assert {key: value.strip() for key, value in lines.items()} == {
+        "version": "0.1.0",
+        "uptime": "3 h 6 min",
+        "listening": "127.0.0.1:7777, /run/agentwatch.sock",
+        "agents": "1 connected, 4 known",
+        "events stored": "1234",
+        "plugins": "retention, stall",
+    }
+    with_errors = status_text({**status, "plugin_errors": {"stall": 3}}, COLOR)
+    assert "\x1b[31mstall (3)\x1b[0m" in with_errors
