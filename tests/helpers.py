@@ -45,13 +45,12 @@ class Running:
 
 @asynccontextmanager
 async def running_daemon(
-    state_dir: Path, settings: Mapping[str, str] | None = None, plugins: Plugins | None = None
+    state_dir: Path, settings: Mapping[str, str] | None = None, plugins: Plugins | None = None, port: int = 0
 ) -> AsyncIterator[Running]:
-    """Run a daemon on 127.0.0.1 (a free port) with ``state_dir``; ``settings`` are AGENTWATCH_* variables.
-
-    Leaving the block shuts it down gracefully and waits for it to finish.
+    """Run a daemon on 127.0.0.1 (``port``, default a free one) with ``state_dir``; ``settings`` are
+    AGENTWATCH_* variables. Leaving the block shuts it down gracefully and waits for it to finish.
     """
-    config = load_config(Overrides(state_dir=state_dir, listen=["127.0.0.1:0"]), environ=dict(settings or {}))
+    config = load_config(Overrides(state_dir=state_dir, listen=[f"127.0.0.1:{port}"]), environ=dict(settings or {}))
     daemon = Daemon(config, plugins)
     async with trio.open_nursery() as nursery:
         addresses = await nursery.start(daemon.run)

@@ -37,6 +37,7 @@ class Backlog(Generic[T]):
         self._items: deque[tuple[T, int]] = deque()
         self._bytes = 0
         self._skipped = 0
+        self._closed = False
         self._changed = trio.Event()  # set when an item is added or taken
 
     def __len__(self) -> int:
@@ -71,6 +72,11 @@ class Backlog(Generic[T]):
         while self._items or self._skipped:
             await self._wait()
 
+    def close(self) -> None:
+        """No more items will come: once the reader has the rest, :meth:`get` raises ``trio.EndOfChannel``."""
+        self._closed = True
+        self._wake()
+
     async def get(self) -> T | Gap:
         """The next item, or the gap where items were skipped; waits while there is none."""
         while True:
@@ -83,6 +89,8 @@ class Backlog(Generic[T]):
                 gap, self._skipped = Gap(self._skipped), 0
                 self._wake()
                 return gap
+            if self._closed:
+                raise trio.EndOfChannel
             await self._wait()
 
     def _wake(self) -> None:

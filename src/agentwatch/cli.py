@@ -9,6 +9,7 @@ from pathlib import Path
 
 from agentwatch import __version__
 from agentwatch.config import Config, ConfigError, Overrides, load_config
+from agentwatch.exceptions import leaves
 
 EXIT_CONFIG = 2  # the configuration or the environment stops start-up
 
@@ -78,7 +79,7 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         trio.run(serve, config)
     except* (StartupError, StoreRefused, TokenFileError) as group:
-        failures = _leaves(group)
+        failures = leaves(group)
     for exc in failures:
         log.error("startup_failed", error=str(exc))
         print(f"agentwatch: cannot start: {exc}", file=sys.stderr)
@@ -116,7 +117,7 @@ def _prune(args: argparse.Namespace) -> int:
     try:
         report = trio.run(partial(prune, config, dry_run=args.dry_run, progress=progress))
     except* (StoreRefused, PluginError, TokenFileError, ClientError, StorageUnavailable) as group:
-        failures = _leaves(group)
+        failures = leaves(group)
     for exc in failures:
         print(f"agentwatch: cannot prune: {exc}", file=sys.stderr)
     if failures:
@@ -124,9 +125,3 @@ def _prune(args: argparse.Namespace) -> int:
     print(json.dumps(report) if args.json else describe(report))
     return 0
 
-
-def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
-    leaves: list[BaseException] = []
-    for exc in group.exceptions:
-        leaves.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
-    return leaves

@@ -13,7 +13,7 @@ from typing import Any
 
 import trio
 
-from agentwatch.client import ClientError, call
+from agentwatch.client import ClientError, call, find_daemon
 from agentwatch.config import Config
 from agentwatch.plugin_manager import Plugins
 from agentwatch.plugins.retention import limits_of, sweep
@@ -33,7 +33,7 @@ async def prune(config: Config, *, dry_run: bool, progress: Callable[[int, int],
     except* StoreInUse:
         pass  # a daemon has it open: it sweeps, with its own limits
     try:
-        return await call(config, "retention.prune", {"dry_run": dry_run})
+        return await call("retention.prune", {"dry_run": dry_run}, endpoint=find_daemon(config))
     except ClientError as exc:
         raise ClientError(f"another agentwatch process has the store open, and asking it to sweep failed: {exc}") from None
 

@@ -1,0 +1,140 @@
+"""Finding a running daemon and opening a WebSocket to it, the way the daemon itself is configured.
+
+Where it listens: ``AGENTWATCH_URL``, else what the daemon recorded in ``daemon.json`` in its
+state directory, else the first of ``server.listen``. The token: ``AGENTWATCH_TOKEN``, else the
+token file in the state directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import trio
+from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection, wrap_client_stream
+
+from agentwatch import daemon_file
+from agentwatch.auth import TokenFileError, read_token
+from agentwatch.config import Config, Overrides, load_config
+from agentwatch.exceptions import unwrapped
+from agentwatch.listeners import TcpAddress, UnixAddress, parse_address
+
+CONNECT_TIMEOUT = 10.0
+CLOSE_TIMEOUT = 5.0
+
+#: Hosts a daemon binds to that a client reaches on loopback.
+_ANY_HOST = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
+
+
+class ClientError(Exception):
+    """The daemon could not be reached or refused a request; the message says what to do."""
+
+
+class DaemonNotRunning(ClientError):
+    """Nothing answers where the daemon should listen."""
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where a daemon listens and the headers that let a client in."""
+
+    address: TcpAddress | UnixAddress
+    headers: tuple[tuple[str, str], ...] = ()
+
+    def __str__(self) -> str:
+        return str(self.address)
+
+
+def find_daemon(config: Config | None = None, environ: Mapping[str, str] | None = None) -> Endpoint:
+    """The endpoint of the daemon that ``config`` (default: loaded from ``environ``) describes."""
+    environ = os.environ if environ is None else environ
+    config = config or load_config(Overrides(), environ)
+    return Endpoint(_address(config, environ), tuple(_headers(config, environ)))
+
+
+@asynccontextmanager
+async def open_websocket(endpoint: Endpoint, path: str) -> AsyncIterator[WebSocketConnection]:
+    """A WebSocket to ``path`` on the daemon, closed on leaving; failures become :class:`ClientError`."""
+    try:
+        with unwrapped():
+            async with _websocket(endpoint, path) as ws:
+                yield ws
+    except HandshakeError as exc:  # raised by trio-websocket's reader task, hence outside
+        status = getattr(exc, "status_code", None)
+        hint = "wrong token? check the token file or AGENTWATCH_TOKEN" if status == 401 else "see the daemon's log"
+        raise ClientError(f"the daemon at {endpoint} refused the connection (HTTP {status}): {hint}") from None
+
+
+@asynccontextmanager
+async def _websocket(endpoint: Endpoint, path: str) -> AsyncIterator[WebSocketConnection]:
+    async with trio.open_nursery() as nursery:
+        try:
+            with trio.fail_after(CONNECT_TIMEOUT):
+                stream = await _connect(endpoint.address)
+                ws = await wrap_client_stream(
+                    nursery, stream, _host(endpoint.address), path, extra_headers=list(endpoint.headers)
+                )
+        except trio.TooSlowError:
+            raise ClientError(f"the daemon at {endpoint} did not answer within {CONNECT_TIMEOUT:g}s") from None
+        except OSError as exc:
+            raise DaemonNotRunning(f"nothing answers at {endpoint} ({exc.strerror or exc})") from None
+        try:
+            yield ws
+        finally:
+            with trio.move_on_after(CLOSE_TIMEOUT, shield=True):
+                async with trio.open_nursery() as closing:
+                    closing.start_soon(_discard_messages, ws)  # so the daemon's closing frame gets read
+                    await ws.aclose()
+                    closing.cancel_scope.cancel()
+            nursery.cancel_scope.cancel()
+
+
+async def _discard_messages(ws: WebSocketConnection) -> None:
+    with contextlib.suppress(ConnectionClosed):
+        while True:
+            await ws.get_message()
+
+
+def _address(config: Config, environ: Mapping[str, str]) -> TcpAddress | UnixAddress:
+    if url := environ.get("AGENTWATCH_URL"):
+        parts = urlsplit(url)
+        if parts.scheme not in {"ws", "http"} or not parts.hostname:
+            raise ClientError(f"AGENTWATCH_URL = {url!r} is not allowed: expected ws://HOST:PORT")
+        return TcpAddress(parts.hostname, parts.port or 80)
+    announced = daemon_file.addresses(config.state_dir)
+    address = parse_address((announced or config["server"]["listen"])[0])
+    if isinstance(address, TcpAddress):
+        if address.port == 0:
+            raise DaemonNotRunning(
+                f"no daemon has announced itself in {config.state_dir / daemon_file.NAME}, and server.listen has port 0: "
+                "is the daemon running with this state directory? If it is, set AGENTWATCH_URL to its address"
+            )
+        address = TcpAddress(_ANY_HOST.get(address.host, address.host), address.port)
+    return address
+
+
+def _headers(config: Config, environ: Mapping[str, str]) -> list[tuple[str, str]]:
+    token = environ.get("AGENTWATCH_TOKEN")
+    if not token and config["auth"]["enabled"]:
+        path = config.state_path(config["auth"]["token_file"])
+        if not path.exists():
+            raise DaemonNotRunning(f"there is no token file at {path}: no daemon has run with this state directory")
+        try:
+            token = read_token(path)
+        except TokenFileError as exc:
+            raise ClientError(f"{exc}; or set AGENTWATCH_TOKEN") from None
+    return [("Authorization", f"Bearer {token}")] if token else []
+
+
+async def _connect(address: TcpAddress | UnixAddress) -> trio.SocketStream:
+    if isinstance(address, UnixAddress):
+        return await trio.open_unix_socket(str(address.path))
+    return await trio.open_tcp_stream(address.host, address.port)
+
+
+def _host(address: TcpAddress | UnixAddress) -> str:
+    return "localhost" if isinstance(address, UnixAddress) else str(address)
