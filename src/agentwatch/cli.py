@@ -42,7 +42,30 @@ def _parser() -> argparse.ArgumentParser:
     )
     prune.add_argument("--dry-run", action="store_true", help="only say what would be removed")
     prune.add_argument("--json", action="store_true", help="print the report as JSON")
+    _watch_commands(commands, common)
     return parser
+
+
+def _watch_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
+    """The commands that ask a running daemon (found through daemon.json, AGENTWATCH_URL or server.listen)."""
+    reading = argparse.ArgumentParser(add_help=False, parents=[common])
+    reading.add_argument("--json", action="store_true", help="JSON for scripts (JSON lines for streams)")
+    commands.add_parser("status", parents=[reading], help="the daemon's version, uptime, agents and events")
+    commands.add_parser("agents", parents=[reading], help="every known agent, connected or not")
+    sessions = commands.add_parser("sessions", parents=[reading], help="sessions, most recently active first")
+    sessions.add_argument("--agent", metavar="ID", help="only this agent's")
+    sessions.add_argument("--limit", type=int, default=100, metavar="N", help="at most N (default 100, max 1000)")
+    events = commands.add_parser("events", parents=[reading], help="an agent's stored events, oldest first")
+    events.add_argument("--agent", required=True, metavar="ID", help="the agent (see: agentwatch agents)")
+    events.add_argument("--session", type=int, metavar="N", help="only this session")
+    events.add_argument("--kind", action="append", metavar="KIND", help="only this kind (repeatable)")
+    events.add_argument("--after-seq", type=int, metavar="SEQ", help="only events after this seq")
+    events.add_argument("--limit", type=int, default=100, metavar="N", help="at most N (default 100, max 1000)")
+    attention = commands.add_parser("attention", parents=[reading], help="which agents need you now, and why")
+    attention.add_argument("--watch", action="store_true", help="keep the feed on screen, redrawn as it changes")
+    tail = commands.add_parser("tail", parents=[reading], help="follow events live, one line each, until Ctrl-C")
+    tail.add_argument("--agent", metavar="ID", help="only this agent's")
+    tail.add_argument("--kind", action="append", metavar="KIND", help="only this kind (repeatable)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -51,7 +74,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _serve(args)
     if args.command == "prune":
         return _prune(args)
-    raise AssertionError(args.command)
+    from agentwatch import watch_commands
+
+    config = _load(Overrides(args.config, args.state_dir))
+    return EXIT_CONFIG if config is None else watch_commands.run(config, args)
 
 
 def _load(overrides: Overrides) -> Config | None:

@@ -162,7 +162,7 @@ def event_line(event: Mapping[str, Any], normalized: Normalized, style: Style, w
     ``received_at`` in local time; the summary is cut so the line fits in ``width`` columns
     (it keeps at least 20 of them)."""
     kind = event["kind"]
-    head = f"{_clock(event.get('received_at'))}  {_one_line(str(event['agent_id']))}  #{event['seq']}  "
+    head = f"{_clock(event.get('received_at'))}  {_one_line(str(event['agent_id']))}  {'#' + str(event['seq']):<7} "
     used = len(head) + max(len(kind), _KIND_WIDTH) + 2
     text = summary(kind, normalized, event.get("data"), max(width - used, 20))
     return f"{head}{style.dim(kind)}{' ' * (_KIND_WIDTH - len(kind))}  {text}".rstrip()

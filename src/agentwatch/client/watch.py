@@ -24,7 +24,7 @@ class RpcError(ClientError):
     """The daemon answered a call with a JSON-RPC error."""
 
     def __init__(self, method: str, code: int, message: str) -> None:
-        super().__init__(f"{method} failed: {message}")
+        super().__init__(message if message.startswith(method) else f"{method}: {message}")
         self.code = code
 
 
