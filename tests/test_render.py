@@ -242,7 +242,7 @@ def test_event_line_from_a_real_record() -> None:
              "received_at": received, "format": "claude-stream-json", "data": record}
     local = datetime.fromisoformat(received).astimezone().strftime("%H:%M:%S")
     block = first_block(record, "tool_use")
-    expected = f"{local}  a1  #7  tool_use{' ' * 10}  {block['name']}: {block['input']['command']}"
+    expected = f"{local}  a1  #7      tool_use{' ' * 10}  {block['name']}: {block['input']['command']}"
     assert event_line(event, n, PLAIN) == expected
     colored = event_line(event, n, COLOR)
     assert "\x1b[2mtool_use\x1b[0m" in colored and ANSI.sub("", colored) == expected
@@ -251,8 +251,8 @@ def test_event_line_from_a_real_record() -> None:
 def test_event_line_fits_its_width() -> None:
     record, n = of_kind(BASH, "output")[-1]
     event = {"agent_id": "a1", "seq": 23, "kind": "output", "received_at": "2026-11-21T10:00:00Z", "data": record}
-    line = event_line(event, n, PLAIN, width=60)
-    assert len(line) == 60 and line.endswith("…")
+    line = event_line(event, n, PLAIN, width=70)
+    assert len(line) == 70 and line.endswith("…")
 
 
 # --- tables of the watch API ---
