@@ -14,14 +14,14 @@ from helpers import RpcError, agent, running_daemon, watcher
 QUIET = {"AGENTWATCH_RETENTION_INTERVAL": "100d"}
 
 
-async def ingest(d, agent_id, count, *, batch=50, size=0, start=1, acked=None, pause=0.0):
+async def ingest(d, agent_id, count, *, batch=50, size=0, start=1, acked=None, pause=0.0, kind=lambda seq: "output"):
     """Send ``count`` events in batches, each acknowledged (and ``pause`` s passed) before the next;
     ``acked`` hears each ack."""
     async with agent(d, agent_id) as a:
         await a.hello()
         for first in range(start, start + count, batch):
             last = min(first + batch, start + count) - 1
-            await a.batch(range(first, last + 1), lambda seq: {"kind": "output", "text": f"{seq} " + "x" * size})
+            await a.batch(range(first, last + 1), lambda seq: {"kind": kind(seq), "text": f"{seq} " + "x" * size})
             await a.until_ack(last)
             if acked is not None:
                 acked(last)
@@ -143,12 +143,19 @@ async def test_a_stalled_subscriber_gets_a_gap_and_slows_neither_ingest_nor_othe
     async with running_daemon(state_dir, {**QUIET, "AGENTWATCH_WATCH_BACKLOG": "300"}) as d:
         async with watcher(d, message_queue_size=1) as stalled, watcher(d) as prompt:
             stalled_sub = (await stalled.call("subscribe", topics=["events"]))["subscription"]
-            prompt_sub = (await prompt.call("subscribe", topics=["events"]))["subscription"]
+            # The other subscriber wants every tenth event: its backlog holds all of them, so what it
+            # gets depends on the stalled one alone, not on how fast this busy process reads.
+            prompt_sub = (await prompt.call("subscribe", topics=["events"], kinds=["tool_use"]))["subscription"]
+            prompt_seen = []
+
+            async def read_promptly():
+                prompt_seen.append(await events_until(prompt, prompt_sub, {"a1": total}))
+
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(lambda: events_until(prompt, prompt_sub, {"a1": total}))
+                nursery.start_soon(read_promptly)
                 # Every batch must be acknowledged while one subscriber reads nothing at all.
                 with trio.fail_after(60):
-                    await ingest(d, "a1", total, batch=100, size=size)
+                    await ingest(d, "a1", total, batch=100, size=size, kind=lambda seq: "output" if seq % 10 else "tool_use")
             received, skipped = [], 0
             while not skipped:
                 note = (await stalled.notification())["params"]
@@ -163,6 +170,7 @@ async def test_a_stalled_subscriber_gets_a_gap_and_slows_neither_ingest_nor_othe
     assert len(received) + skipped == total, "every event is either delivered or counted in the gap"
     assert received == list(range(1, len(received) + 1)), "what was delivered is the start, in order"
     assert after_gap["event"]["seq"] == total + 1
+    assert prompt_seen == [{"a1": list(range(10, total + 1, 10))}]
 
 
 async def test_attention_notifications_are_coalesced(state_dir, virtual_clock):
