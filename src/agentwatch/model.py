@@ -63,12 +63,16 @@ class Format(Protocol):
     """A record format: turns one record (``data`` of an event) into a canonical event.
 
     ``normalize`` must not block and must accept any JSON value; a record it does not
-    recognise is ``Normalized("raw")``, never an exception.
+    recognise is ``Normalized("raw")``, never an exception. ``sniff`` says whether a record is
+    unmistakably of this format (``--format auto`` picks a format with it); a format without
+    it is never picked automatically.
     """
 
     name: str
 
     def normalize(self, data: Any) -> Normalized: ...
+
+    def sniff(self, data: Any) -> bool: ...
 
 
 @dataclass(slots=True)

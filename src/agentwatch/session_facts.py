@@ -91,9 +91,11 @@ def apply(facts: SessionFacts, kind: str, event: Normalized, at: int) -> None:
 
 
 def _person_spoke(facts: SessionFacts, event: Normalized, at: int) -> None:
+    """A new turn: whatever was open before is over (a tool call the person refused or interrupted
+    never reports a result)."""
+    _nothing_running(facts)
     facts.last_speaker, facts.last_spoke_at, facts.acted_at = "person", at, at
     facts.turn_open, facts.turn_completed_at, facts.failed_at = True, None, None
-    _nothing_asked(facts)  # answering moves past any prompt
 
 
 def _agent_spoke(facts: SessionFacts, event: Normalized, at: int) -> None:

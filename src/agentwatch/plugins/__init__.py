@@ -11,4 +11,9 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "retention": "agentwatch.plugins.retention:RetentionPlugin",
     "agentwatch": "agentwatch.plugins.formats.canonical",
     "claude-stream-json": "agentwatch.plugins.formats.claude_stream_json",
+    "claude-hook": "agentwatch.plugins.formats.claude_hook",
+    "claude-transcript": "agentwatch.plugins.formats.claude_transcript",
+    "codex-exec-json": "agentwatch.plugins.formats.codex_exec_json",
+    "codex-rollout": "agentwatch.plugins.formats.codex_rollout",
+    "gemini-stream-json": "agentwatch.plugins.formats.gemini_stream_json",
 }

@@ -41,6 +41,10 @@ class CanonicalFormat:
             cwd=string(data.get("cwd")),
         )
 
+    def sniff(self, data: Any) -> bool:
+        """A JSON object whose ``kind`` is one of the canonical kinds."""
+        return isinstance(data, dict) and isinstance(kind := data.get("kind"), str) and kind in KINDS
+
 
 @hookimpl
 def agentwatch_register_formats(register: Callable[[Format], None]) -> None:
