@@ -35,7 +35,7 @@ from typing import Any
 
 import trio
 
-import wsraw
+from agentwatch import rawws as wsraw
 
 BUCKET_BASE = 1.01  # histogram resolution: 1 % of the latency
 _INV_LOG_BASE = 1.0 / math.log(BUCKET_BASE)

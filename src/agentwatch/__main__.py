@@ -1,3 +1,3 @@
-from agentwatch.cli import main
+from agentwatch.entry import main
 
 raise SystemExit(main())

@@ -43,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     prune.add_argument("--dry-run", action="store_true", help="only say what would be removed")
     prune.add_argument("--json", action="store_true", help="print the report as JSON")
     _watch_commands(commands, common)
+    _agent_commands(commands, common)
     return parser
 
 
@@ -68,16 +69,68 @@ def _watch_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser
     tail.add_argument("--kind", action="append", metavar="KIND", help="only this kind (repeatable)")
 
 
+def _agent_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
+    """The commands that bring agents' records in."""
+    run = commands.add_parser(
+        "run",
+        parents=[common],
+        help="run an agent and record every line it prints",
+        description="Run COMMAND, pass its output through, and record each line of it as an event. Events wait in the "
+        "outbox in the state directory while the daemon is unreachable. The exit status is COMMAND's.",
+    )
+    run.add_argument("--agent-id", metavar="ID", help="the agent's id (default: PROGRAM-HOST-PID)")
+    run.add_argument("--format", default="auto", metavar="F", help="how its lines read (default auto: recognised from the first lines)")
+    run.add_argument("--quiet", action="store_true", help="do not pass its output through")
+    run.add_argument("agent_command", nargs=argparse.REMAINDER, metavar="-- COMMAND...", help="the agent to run")
+    commands.add_parser(
+        "hook",
+        help="forward one Claude Code hook payload (stdin); for Claude Code's settings",
+        description="Read one Claude Code hook payload on stdin and forward it. Always exits 0. Installed by: agentwatch hooks install",
+    )
+    hooks = commands.add_parser("hooks", help="install or remove agentwatch's hooks in Claude Code's settings")
+    actions = hooks.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for action, text in (("install", "add agentwatch hook to Claude Code's settings (a backup is kept)"),
+                         ("uninstall", "remove exactly the entries install added")):
+        parser = actions.add_parser(action, parents=[common], help=text, description=text)
+        parser.add_argument("--scope", choices=("user", "project", "local"), default="user",
+                            help="~/.claude/settings.json (user, default), .claude/settings.json (project) or .claude/settings.local.json (local)")
+        parser.add_argument("--dry-run", action="store_true", help="print the settings that would be written")
+    imports = commands.add_parser(
+        "import",
+        parents=[common],
+        help="import agents' session files (default: ~/.claude/projects)",
+        description="Import Claude Code transcripts, Codex rollouts or other JSON-lines session files. Importing again "
+        "stores nothing twice.",
+    )
+    imports.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="files or directories (their *.jsonl)")
+    imports.add_argument("--follow", action="store_true", help="keep importing as files grow and appear, until Ctrl-C")
+    imports.add_argument("--format", default="auto", metavar="F", help="how the files read (default auto)")
+    commands.add_parser("flush", parents=[common], help="deliver events waiting in the outbox now")
+
+
+AGENT_COMMANDS = frozenset({"run", "hooks", "import", "flush"})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "serve":
         return _serve(args)
     if args.command == "prune":
         return _prune(args)
+    if args.command == "hook":
+        from agentwatch.hook_command import main as hook
+
+        return hook()
+    config = _load(Overrides(args.config, args.state_dir))
+    if config is None:
+        return EXIT_CONFIG
+    if args.command in AGENT_COMMANDS:
+        from agentwatch import agent_commands
+
+        return agent_commands.run(config, args)
     from agentwatch import watch_commands
 
-    config = _load(Overrides(args.config, args.state_dir))
-    return EXIT_CONFIG if config is None else watch_commands.run(config, args)
+    return watch_commands.run(config, args)
 
 
 def _load(overrides: Overrides) -> Config | None:

@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agentwatch.addresses import parse_address
+from agentwatch.paths import state_dir_from
+
 
 class ConfigError(Exception):
     """The configuration cannot be used; the message says which key and what is allowed."""
@@ -133,8 +136,6 @@ def _stall_overrides(value: Any) -> dict[str, dict[str, float]]:
 
 
 def _listen_list(value: Any) -> list[str]:
-    from agentwatch.listeners import parse_address
-
     addresses = _string_list(value)
     if not addresses:
         raise ValueError("at least one address: HOST:PORT or unix:/path")
@@ -209,15 +210,6 @@ class Config:
     def state_path(self, relative: str) -> Path:
         """A path from the configuration, relative to the state directory unless absolute."""
         return self.state_dir / Path(relative).expanduser()
-
-
-def default_state_dir(environ: Mapping[str, str]) -> Path:
-    """``$STATE_DIRECTORY`` (systemd), else ``$XDG_STATE_HOME/agentwatch``, else ``~/.local/state/agentwatch``."""
-    if state_directory := environ.get("STATE_DIRECTORY"):
-        return Path(state_directory.split(":")[0])
-    if xdg := environ.get("XDG_STATE_HOME"):
-        return Path(xdg) / "agentwatch"
-    return Path.home() / ".local" / "state" / "agentwatch"
 
 
 def _unknown(kind: str, name: str, known: list[str]) -> ConfigError:
@@ -304,7 +296,5 @@ def load_config(overrides: Overrides, environ: Mapping[str, str] | None = None) 
         _set(values, "log", "level", overrides.log_level, "--log-level")
     if overrides.log_format:
         _set(values, "log", "format", overrides.log_format, "--log-format")
-    state_dir = overrides.state_dir or (
-        Path(environ["AGENTWATCH_STATE_DIR"]) if environ.get("AGENTWATCH_STATE_DIR") else default_state_dir(environ)
-    )
+    state_dir = overrides.state_dir or state_dir_from(environ)
     return Config(state_dir=state_dir.expanduser(), values=values)

@@ -24,7 +24,8 @@ from agentwatch.auth import HandshakeGuard, ensure_token
 from agentwatch.config import Config
 from agentwatch.ingest import CLOSE_TIMEOUT, AgentConnection
 from agentwatch.keepalive import CLOSE_PING_TIMEOUT, unanswered_ping
-from agentwatch.listeners import bound_address, open_listener, parse_address
+from agentwatch.addresses import parse_address
+from agentwatch.listeners import bound_address, open_listener
 from agentwatch.logs import get_logger
 from agentwatch.model import StoredEvent
 from agentwatch.plugin_manager import PluginError, Plugins
@@ -150,7 +151,9 @@ class Daemon:
     async def _announce(self) -> None:
         """Tell clients where this daemon listens (``daemon.json``); without it they use server.listen."""
         try:
-            await trio.to_thread.run_sync(daemon_file.announce, self.config.state_dir, self.addresses)
+            auth = self.config["auth"]
+            token_file = self.config.state_path(auth["token_file"]) if auth["enabled"] else None
+            await trio.to_thread.run_sync(daemon_file.announce, self.config.state_dir, self.addresses, token_file)
         except OSError as exc:
             log.warning("daemon_file_failed", error=str(exc), hint="clients fall back to server.listen")
 

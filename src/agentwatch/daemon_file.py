@@ -1,4 +1,6 @@
-"""``daemon.json`` in the state directory: where the running daemon listens, for its clients.
+"""``daemon.json`` in the state directory: where the running daemon listens and which token file it
+checks, for its clients (``token_file`` is null when authentication is off; the token itself is
+never written here).
 
 Written whole (a temporary file renamed into place) once the daemon listens, removed when it
 stops; a file left by a daemon that died is ignored, because its pid is gone.
@@ -9,15 +11,17 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 NAME = "daemon.json"
 
 
-def announce(state_dir: Path, addresses: list[str]) -> None:
-    """Record this process's listen addresses."""
+def announce(state_dir: Path, addresses: list[str], token_file: Path | None) -> None:
+    """Record this process's listen addresses and token file."""
     path = state_dir / NAME
     partial = state_dir / f".{NAME}.{os.getpid()}.partial"
-    partial.write_text(json.dumps({"pid": os.getpid(), "addresses": addresses}) + "\n", encoding="utf-8")
+    record = {"pid": os.getpid(), "addresses": addresses, "token_file": str(token_file) if token_file else None}
+    partial.write_text(json.dumps(record) + "\n", encoding="utf-8")
     partial.replace(path)
 
 
@@ -29,14 +33,17 @@ def withdraw(state_dir: Path) -> None:
 
 def addresses(state_dir: Path) -> list[str]:
     """Where the daemon using ``state_dir`` listens; empty when none is running."""
+    return [address for address in running(state_dir).get("addresses", []) if isinstance(address, str)]
+
+
+def running(state_dir: Path) -> dict[str, Any]:
+    """The record of the daemon using ``state_dir``; empty when none is running."""
     record = _read(state_dir)
     pid = record.get("pid")
-    if not isinstance(pid, int) or not _alive(pid):
-        return []
-    return [address for address in record.get("addresses", []) if isinstance(address, str)]
+    return record if isinstance(pid, int) and _alive(pid) else {}
 
 
-def _read(state_dir: Path) -> dict[str, object]:
+def _read(state_dir: Path) -> dict[str, Any]:
     try:
         record = json.loads((state_dir / NAME).read_text(encoding="utf-8"))
     except (OSError, ValueError):

@@ -1,4 +1,4 @@
-"""Listen addresses: ``HOST:PORT``, ``[IPv6]:PORT`` or ``unix:/path``, parsed and opened."""
+"""Opening the daemon's listen addresses (see :mod:`agentwatch.addresses`)."""
 
 from __future__ import annotations
 
@@ -6,45 +6,11 @@ import errno
 import os
 import socket as stdsocket
 import stat
-from dataclasses import dataclass
 from pathlib import Path
 
 import trio
 
-
-@dataclass(frozen=True, slots=True)
-class TcpAddress:
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
-
-
-@dataclass(frozen=True, slots=True)
-class UnixAddress:
-    path: Path
-
-    def __str__(self) -> str:
-        return f"unix:{self.path}"
-
-
-Address = TcpAddress | UnixAddress
-
-
-def parse_address(text: str) -> Address:
-    """Parse one listen address; raises ``ValueError`` saying what a valid one looks like."""
-    expected = "HOST:PORT (e.g. 127.0.0.1:7717, [::1]:7717) or unix:/absolute/path"
-    if text.startswith("unix:"):
-        path = text[len("unix:") :]
-        if not path.startswith("/"):
-            raise ValueError(f"{expected}; {text!r} has no absolute path after unix:")
-        return UnixAddress(Path(path))
-    host, sep, port = text.rpartition(":")
-    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"{expected}; got {text!r}")
-    return TcpAddress(host, int(port))
+from agentwatch.addresses import Address, TcpAddress
 
 
 async def open_listener(address: Address) -> list[trio.SocketListener]:

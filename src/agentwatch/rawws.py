@@ -1,10 +1,12 @@
-"""Just enough client-side WebSocket (RFC 6455) for a cheap load generator.
+"""Just enough client-side WebSocket (RFC 6455), on the standard library alone.
 
-The generator precomputes every client frame as bytes, so sending an event costs one
-slice of a list and one ``send_all``. Client frames must be masked; this module masks
-each connection's frames with one fixed key chosen at random for that connection
-(servers unmask whatever key a frame carries, so a fixed key parses the same as a
-fresh one per frame). Server frames are never masked and, for acks, tiny.
+Two users: the benchmark's load generator, which precomputes every client frame as bytes so
+sending an event costs one slice of a list and one ``send_all``; and short-lived commands
+(``agentwatch hook``) that must not pay for importing an event loop, through
+:class:`BlockingClient`. Client frames must be masked; this module masks each connection's
+frames with one fixed key chosen at random for that connection (servers unmask whatever key a
+frame carries, so a fixed key parses the same as a fresh one per frame). Server frames are
+never masked and, for acks, tiny.
 """
 
 from __future__ import annotations
@@ -12,8 +14,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import select
+import socket
 import struct
+from collections import deque
 from collections.abc import Sequence
+
+from agentwatch.addresses import TcpAddress, UnixAddress
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -124,3 +131,100 @@ class FrameReader:
             pos += head + n
         del buf[:pos]
         return frames
+
+
+class Closed(ProtocolError):
+    """The server closed the connection; ``code`` is its close code (1006 if it gave none)."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(f"the daemon closed the connection ({code}{': ' + reason if reason else ''})")
+        self.code = code
+
+
+class BlockingClient:
+    """One blocking WebSocket connection; every operation is bounded by the ``timeout`` given to :meth:`connect`."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._key = os.urandom(4)
+        self._reader = FrameReader()
+        self._frames: deque[tuple[int, bytes]] = deque()
+
+    @classmethod
+    def connect(
+        cls, address: TcpAddress | UnixAddress, path: str, headers: Sequence[tuple[str, str]], timeout: float
+    ) -> BlockingClient:
+        """Open the connection and complete the handshake; raises ``OSError`` or :class:`ProtocolError`."""
+        if isinstance(address, UnixAddress):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(timeout)
+            try:
+                sock.connect(str(address.path))
+            except OSError:
+                sock.close()
+                raise
+            host, port = "localhost", 80
+        else:
+            sock = socket.create_connection((address.host, address.port), timeout)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            host, port = address.host, address.port
+        client = cls(sock)
+        try:
+            client._handshake(host, port, path, headers)
+        except BaseException:
+            sock.close()
+            raise
+        return client
+
+    def _handshake(self, host: str, port: int, path: str, headers: Sequence[tuple[str, str]]) -> None:
+        request, accept = handshake_request(host, port, path, headers)
+        self._sock.sendall(request)
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            data = self._sock.recv(4096)
+            if not data or len(buf) > MAX_HEAD:
+                raise ProtocolError("the server ended the handshake without an answer")
+            buf += data
+        head, _, rest = buf.partition(b"\r\n\r\n")
+        check_handshake_response(head, accept)
+        self._frames.extend(self._reader.feed(rest))
+
+    def set_timeout(self, seconds: float) -> None:
+        """Bound every later send and receive by ``seconds``."""
+        self._sock.settimeout(seconds)
+
+    def readable(self) -> bool:
+        """A message (or part of one) has arrived and can be read without waiting."""
+        return bool(self._frames) or bool(select.select([self._sock], [], [], 0)[0])
+
+    def send_text(self, text: str) -> None:
+        """Send one text message."""
+        self._sock.sendall(client_frame(text.encode(), self._key))
+
+    def receive_text(self) -> str:
+        """The next text message; answers pings; raises :class:`Closed` when the server closes."""
+        while True:
+            while not self._frames:
+                data = self._sock.recv(65536)
+                if not data:
+                    raise Closed(1006, "")
+                self._frames.extend(self._reader.feed(data))
+            opcode, payload = self._frames.popleft()
+            if opcode == OP_TEXT:
+                return payload.decode()
+            if opcode == OP_PING:
+                self._sock.sendall(client_frame(payload, self._key, OP_PONG))
+            elif opcode == OP_CLOSE:
+                code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
+                raise Closed(code, payload[2:].decode(errors="replace"))
+
+    def close(self) -> None:
+        """Close normally (1000), wait briefly for the server's close frame, and release the socket."""
+        try:
+            self._sock.sendall(client_frame((1000).to_bytes(2, "big"), self._key, OP_CLOSE))
+            while True:
+                self.receive_text()
+        except (OSError, ProtocolError):
+            pass
+        finally:
+            self._sock.close()

@@ -22,7 +22,8 @@ holds it until acknowledged, and resends it over a new connection if the old one
 """
 
 from agentwatch.client.agent import AgentClient, Rejected, open_agent
-from agentwatch.client.discovery import ClientError, DaemonNotRunning, Endpoint, find_daemon
+from agentwatch.client.discovery import find_daemon
+from agentwatch.locate import ClientError, DaemonNotRunning, Endpoint
 from agentwatch.client.watch import Notification, RpcError, WatchClient, call, open_watch
 
 __all__ = [

@@ -65,13 +65,18 @@ class AgentClient:
         self._closing = False
         self._failed: ClientError | None = None
 
-    async def send(self, data: Any, *, ts: str | None = None, format: str | None = None) -> int:
-        """Queue one record for the daemon; its ``seq``. Waits while ``max_unacked`` are unacknowledged."""
+    async def send(self, data: Any, *, ts: str | None = None, format: str | None = None, seq: int | None = None) -> int:
+        """Queue one record for the daemon; its ``seq``: the next one, or ``seq`` (above every one
+        given so far) for a sender that numbers its records itself. Waits while ``max_unacked``
+        are unacknowledged."""
         while len(self._unacked) >= self._max_unacked:
             self._raise_if_failed()
             await self._wait()
         self._raise_if_failed()
-        seq = max(self._last_seq, self.acked_seq) + 1
+        if seq is None:
+            seq = max(self._last_seq, self.acked_seq) + 1
+        elif seq <= self._last_seq:
+            raise ValueError(f"seq {seq} is not above {self._last_seq}, the last one given")
         event = json.dumps({"seq": seq, "data": data} | ({"ts": ts} if ts else {}) | ({"format": format} if format else {}))
         if len(event.encode()) > MAX_EVENT_BYTES:
             raise ValueError(f"this record is {len(event.encode())} bytes as JSON; the daemon takes at most 1 MiB per frame")

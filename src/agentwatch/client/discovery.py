@@ -11,49 +11,26 @@ import contextlib
 import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 import trio
 from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection, wrap_client_stream
 
 from agentwatch import daemon_file
-from agentwatch.auth import TokenFileError, read_token
 from agentwatch.config import Config, Overrides, load_config
 from agentwatch.exceptions import unwrapped
-from agentwatch.listeners import TcpAddress, UnixAddress, parse_address
+from agentwatch.addresses import TcpAddress, UnixAddress, parse_address
+from agentwatch.locate import ClientError, DaemonNotRunning, Endpoint, bearer, reachable, url_address
 
 CONNECT_TIMEOUT = 10.0
 CLOSE_TIMEOUT = 5.0
-
-#: Hosts a daemon binds to that a client reaches on loopback.
-_ANY_HOST = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
-
-
-class ClientError(Exception):
-    """The daemon could not be reached or refused a request; the message says what to do."""
-
-
-class DaemonNotRunning(ClientError):
-    """Nothing answers where the daemon should listen."""
-
-
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    """Where a daemon listens and the headers that let a client in."""
-
-    address: TcpAddress | UnixAddress
-    headers: tuple[tuple[str, str], ...] = ()
-
-    def __str__(self) -> str:
-        return str(self.address)
-
 
 def find_daemon(config: Config | None = None, environ: Mapping[str, str] | None = None) -> Endpoint:
     """The endpoint of the daemon that ``config`` (default: loaded from ``environ``) describes."""
     environ = os.environ if environ is None else environ
     config = config or load_config(Overrides(), environ)
-    return Endpoint(_address(config, environ), tuple(_headers(config, environ)))
+    auth = config["auth"]
+    token_file = config.state_path(auth["token_file"]) if auth["enabled"] else None
+    return Endpoint(_address(config, environ), bearer(token_file, environ))
 
 
 @asynccontextmanager
@@ -100,34 +77,15 @@ async def _discard_messages(ws: WebSocketConnection) -> None:
 
 
 def _address(config: Config, environ: Mapping[str, str]) -> TcpAddress | UnixAddress:
-    if url := environ.get("AGENTWATCH_URL"):
-        parts = urlsplit(url)
-        if parts.scheme not in {"ws", "http"} or not parts.hostname:
-            raise ClientError(f"AGENTWATCH_URL = {url!r} is not allowed: expected ws://HOST:PORT")
-        return TcpAddress(parts.hostname, parts.port or 80)
-    announced = daemon_file.addresses(config.state_dir)
-    address = parse_address((announced or config["server"]["listen"])[0])
-    if isinstance(address, TcpAddress):
-        if address.port == 0:
-            raise DaemonNotRunning(
-                f"no daemon has announced itself in {config.state_dir / daemon_file.NAME}, and server.listen has port 0: "
-                "is the daemon running with this state directory? If it is, set AGENTWATCH_URL to its address"
-            )
-        address = TcpAddress(_ANY_HOST.get(address.host, address.host), address.port)
-    return address
-
-
-def _headers(config: Config, environ: Mapping[str, str]) -> list[tuple[str, str]]:
-    token = environ.get("AGENTWATCH_TOKEN")
-    if not token and config["auth"]["enabled"]:
-        path = config.state_path(config["auth"]["token_file"])
-        if not path.exists():
-            raise DaemonNotRunning(f"there is no token file at {path}: no daemon has run with this state directory")
-        try:
-            token = read_token(path)
-        except TokenFileError as exc:
-            raise ClientError(f"{exc}; or set AGENTWATCH_TOKEN") from None
-    return [("Authorization", f"Bearer {token}")] if token else []
+    if (address := url_address(environ)) is not None:
+        return address
+    address = parse_address((daemon_file.addresses(config.state_dir) or config["server"]["listen"])[0])
+    if isinstance(address, TcpAddress) and address.port == 0:
+        raise DaemonNotRunning(
+            f"no daemon has announced itself in {config.state_dir / daemon_file.NAME}, and server.listen has port 0: "
+            "is the daemon running with this state directory? If it is, set AGENTWATCH_URL to its address"
+        )
+    return reachable(address)
 
 
 async def _connect(address: TcpAddress | UnixAddress) -> trio.SocketStream:

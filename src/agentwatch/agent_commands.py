@@ -1,0 +1,124 @@
+"""The commands that bring agents in: ``run``, ``hooks install|uninstall``, ``import`` and ``flush``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from functools import partial
+from pathlib import Path
+
+import trio
+
+from agentwatch import claude_settings
+from agentwatch.client import ClientError, DaemonNotRunning, find_daemon
+from agentwatch.config import Config
+from agentwatch.courier import flush_outboxes
+from agentwatch.importer import Progress, run_import
+from agentwatch.locate import announced
+from agentwatch.model import Format
+from agentwatch.plugin_manager import PluginError, Plugins
+from agentwatch.relay import run as relay
+from agentwatch.watch_commands import EXIT_FAILED, EXIT_NOT_RUNNING
+
+EXIT_USAGE = 2
+
+
+def run(config: Config, args: argparse.Namespace) -> int:
+    """Run ``args.command`` with ``config``; the exit status."""
+    if args.command == "hooks":
+        return hooks(args)
+    if args.command == "flush":
+        return flush(config)
+    try:
+        formats = {name: fmt for name, (fmt, _) in Plugins(config["plugins"]["disable"]).formats().items()}
+    except PluginError as exc:
+        print(f"agentwatch: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.command == "run":
+        return run_agent(config, args, formats)
+    return import_files(config, args, formats)
+
+
+def run_agent(config: Config, args: argparse.Namespace, formats: dict[str, Format]) -> int:
+    command = args.agent_command[1:] if args.agent_command[:1] == ["--"] else args.agent_command
+    if not command:
+        print("agentwatch run: name the agent's command after --, e.g. agentwatch run -- codex exec --json 'fix it'", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        return relay(command, agent_id=args.agent_id, format=args.format, quiet=args.quiet, formats=formats,
+                     state_dir=config.state_dir, environ=os.environ)
+    except ValueError as exc:
+        print(f"agentwatch run: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def hooks(args: argparse.Namespace) -> int:
+    path = claude_settings.settings_path(args.scope, Path.home(), Path.cwd())
+    try:
+        before = claude_settings.read(path)
+        if args.action == "install":
+            after = claude_settings.installed(before, claude_settings.hook_command())
+        else:
+            after = claude_settings.uninstalled(before)
+        if after == before:
+            print(f"{path}: nothing to change (agentwatch hooks are {'already' if args.action == 'install' else 'not'} there)")
+            return 0
+        if args.dry_run:
+            print(f"would write {path}:")
+            print(json.dumps(after, indent=2, ensure_ascii=False))
+            return 0
+        backup = claude_settings.write(path, after)
+    except claude_settings.SettingsError as exc:
+        print(f"agentwatch hooks: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    done = "added agentwatch's hooks to" if args.action == "install" else "removed agentwatch's hooks from"
+    print(f"{done} {path}" + (f" (the previous file is {backup})" if backup else ""))
+    if args.action == "install":
+        print("Claude Code sessions started from now on report to agentwatch; see them with: agentwatch attention")
+    return 0
+
+
+def import_files(config: Config, args: argparse.Namespace, formats: dict[str, Format]) -> int:
+    paths = args.paths or [Path.home() / ".claude" / "projects"]
+    missing = [str(path) for path in paths if not path.exists()]
+    if missing:
+        print(f"agentwatch import: no such file or directory: {', '.join(missing)}", file=sys.stderr)
+        return EXIT_USAGE
+    show = _progress_bar if sys.stderr.isatty() else (lambda progress: None)
+    try:
+        endpoint = find_daemon(config)
+        progress = trio.run(partial(run_import, paths, follow=args.follow, format=args.format, formats=formats,
+                                    state_dir=config.state_dir, endpoint=endpoint, show=show))
+    except DaemonNotRunning as exc:
+        print(f"agentwatch: the daemon is not running: {exc}. Start it with: agentwatch serve", file=sys.stderr)
+        return EXIT_NOT_RUNNING
+    except ClientError as exc:
+        print(f"agentwatch: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    print(f"imported {progress.files} files: {progress.stored} events stored, {progress.present} already there"
+          + (f", {len(progress.failed)} files could not be read" if progress.failed else ""))
+    return EXIT_FAILED if progress.failed else 0
+
+
+def _progress_bar(progress: Progress) -> None:
+    width = 30
+    filled = width * progress.done // max(progress.files, 1)
+    bar = "#" * filled + "." * (width - filled)
+    print(f"\r[{bar}] {progress.done}/{progress.files} files, {progress.stored} events", end="", file=sys.stderr, flush=True)
+
+
+def flush(config: Config) -> int:
+    try:
+        endpoint = announced(config.state_dir, os.environ) or find_daemon(config)
+    except ClientError as exc:
+        print(f"agentwatch: {exc}", file=sys.stderr)
+        return EXIT_NOT_RUNNING
+    delivered, left = flush_outboxes(config.state_dir, endpoint, timeout=5.0, budget=float("inf"))
+    print(f"delivered {delivered} events" + (f"; {left} still wait (is the daemon up?)" if left else ""))
+    return EXIT_FAILED if left else 0

@@ -1,0 +1,76 @@
+"""``agentwatch hook``: forward the Claude Code hook payload on stdin to the daemon.
+
+It runs on Claude Code's interactive path, at every tool call, so it is built to be quick and
+harmless: standard library only (no event loop, no configuration file), one short connection,
+bounded waits, and exit status 0 whatever happens, so Claude Code never stalls or shows an
+error because of it. The payload goes into the agent's outbox first (:mod:`agentwatch.outbox`):
+when the daemon is down it stays there, and the next hook, ``agentwatch run`` or
+``agentwatch flush`` delivers it.
+
+The agent is the Claude Code process (``claude-<host>-<pid>``), found by walking up from this
+process past any shell; so one agent keeps its identity across ``/clear``, which the daemon
+records as the next session. ``AGENTWATCH_AGENT_ID`` overrides it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from agentwatch import outbox
+from agentwatch.courier import Courier, Undelivered, flush_outboxes
+from agentwatch.identity import claude_pid, id_part, iso_now
+from agentwatch.locate import ClientError, announced
+from agentwatch.paths import state_dir_from
+
+FORMAT = "claude-hook"
+TIMEOUT = 2.0  # seconds for any one wait on the daemon
+FLUSH_BUDGET = 1.0  # seconds spent, after a delivery, on outboxes other agents left behind
+
+
+def main(environ: Mapping[str, str] | None = None) -> int:
+    """Forward one payload; always 0 (problems are reported on stderr, which Claude Code shows in verbose mode)."""
+    environ = os.environ if environ is None else environ
+    try:
+        forward(sys.stdin.buffer.read(), environ)
+    except Exception as exc:  # noqa: BLE001 - a hook must never fail Claude Code
+        print(f"agentwatch hook: {exc}", file=sys.stderr)
+    return 0
+
+
+def forward(raw: bytes, environ: Mapping[str, str]) -> None:
+    """Put the payload ``raw`` in its agent's outbox and deliver that; :class:`ClientError` if the
+    daemon did not take it (it stays in the outbox)."""
+    try:
+        data: Any = json.loads(raw)
+    except ValueError:
+        data = raw.decode("utf-8", errors="replace")  # stored all the same, as a raw record
+    payload = data if isinstance(data, dict) else {}
+    state_dir = state_dir_from(environ)
+    host = socket.gethostname().split(".")[0]
+    pid = claude_pid()
+    agent_id = environ.get("AGENTWATCH_AGENT_ID") or f"claude-{id_part(host)}-{pid}"
+    cwd = payload.get("cwd") if isinstance(payload.get("cwd"), str) else None
+    agent = {"kind": "claude-code", "host": host, "pid": pid} | ({"cwd": cwd, "name": Path(cwd).name} if cwd else {})
+    endpoint = announced(state_dir, environ)
+    with outbox.locked(state_dir, agent_id) as box:
+        box.set_hello({"format": FORMAT, "agent": agent})
+        box.append([(data, FORMAT, iso_now())])
+        if endpoint is None:
+            raise ClientError(f"no daemon is running with state directory {state_dir}; the event waits in its outbox")
+        try:
+            courier = Courier(box, endpoint, TIMEOUT)
+            try:
+                courier.deliver()
+            finally:
+                courier.close()
+        except Undelivered as exc:
+            raise ClientError(f"{exc}; the event waits in its outbox") from None
+        if payload.get("hook_event_name") == "SessionEnd" and payload.get("reason") != "clear":
+            box.forget()  # the Claude Code process is ending
+    flush_outboxes(state_dir, endpoint, timeout=TIMEOUT, budget=FLUSH_BUDGET, skip=agent_id)
