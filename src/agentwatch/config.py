@@ -249,7 +249,7 @@ def _apply_file(values: dict[str, dict[str, Any]], path: Path) -> None:
 
 #: ``AGENTWATCH_*`` variables that are not ``<SECTION>_<KEY>`` settings.
 OTHER_VARIABLES = frozenset({"AGENTWATCH_CONFIG", "AGENTWATCH_LISTEN", "AGENTWATCH_STATE_DIR", "AGENTWATCH_NO_AUTH",
-                             "AGENTWATCH_URL", "AGENTWATCH_TOKEN"})
+                             "AGENTWATCH_URL", "AGENTWATCH_TOKEN", "AGENTWATCH_AGENT_ID"})
 
 
 def _apply_environment(values: dict[str, dict[str, Any]], environ: Mapping[str, str]) -> None:

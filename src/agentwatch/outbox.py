@@ -57,9 +57,13 @@ class Outbox:
                 self.acked = _typed(header.get("acked"), int, 0)
                 self.sent = _typed(header.get("sent"), int, self.acked)
         try:
-            lines = self._events_path.read_text(encoding="utf-8").splitlines()
+            text = self._events_path.read_text(encoding="utf-8")
         except OSError:
             return
+        *lines, partial = text.split("\n")  # not splitlines: U+2028 in a record is no line end
+        if partial:  # a crash mid-write: drop the piece, or the next line would be glued to it
+            self.damaged += 1
+            _replace(self._events_path, "".join(line + "\n" for line in lines))
         for line in lines:
             try:
                 seq = json.loads(line)["seq"]
@@ -95,7 +99,7 @@ class Outbox:
             for data, format, ts in records:
                 seqs.append(self.last_seq + 1)
                 event = {"seq": seqs[-1], "format": format, "data": data} | ({"ts": ts} if ts else {})
-                lines.append(json.dumps(event, ensure_ascii=False, separators=(",", ":")))
+                lines.append(json.dumps(event, separators=(",", ":")))
                 self._pending.append((seqs[-1], lines[-1]))
             with open(self._events_path, "a", encoding="utf-8") as handle:
                 handle.write("".join(line + "\n" for line in lines))
@@ -122,7 +126,7 @@ class Outbox:
                 for offset, (_, line) in enumerate(self._pending[first_unsent:], start=1):
                     event = json.loads(line)
                     event["seq"] = acked + offset
-                    renumbered.append((acked + offset, json.dumps(event, ensure_ascii=False, separators=(",", ":"))))
+                    renumbered.append((acked + offset, json.dumps(event, separators=(",", ":"))))
                 self._pending[first_unsent:] = renumbered
                 _replace(self._events_path, "".join(line + "\n" for _, line in self._pending))
         self.acknowledge(acked)
@@ -148,7 +152,7 @@ class Outbox:
 
     def _write_header(self) -> None:
         header = {"hello": self.hello, "acked": self.acked, "sent": self.sent}
-        _replace(self._header_path, json.dumps(header, ensure_ascii=False) + "\n")
+        _replace(self._header_path, json.dumps(header) + "\n")
 
 
 def _typed(value: Any, kind: type, default: Any) -> Any:
