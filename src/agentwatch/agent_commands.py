@@ -59,7 +59,10 @@ def hooks(args: argparse.Namespace) -> int:
     try:
         before = claude_settings.read(path)
         if args.action == "install":
-            after = claude_settings.installed(before, claude_settings.hook_command())
+            try:
+                after = claude_settings.installed(before, claude_settings.hook_command())
+            except claude_settings.SettingsError as exc:  # its message says "its ...": name the file
+                raise claude_settings.SettingsError(f"{path}: {exc}") from None
         else:
             after = claude_settings.uninstalled(before)
         if after == before:

@@ -75,12 +75,18 @@ def installed(settings: dict[str, Any], command: str) -> dict[str, Any]:
         groups = hooks.setdefault(event, [])
         if not isinstance(groups, list):
             raise SettingsError(f"its hooks.{event} is not a list; fix it by hand first")
-        if any(is_ours(entry) for group in groups if isinstance(group, dict) for entry in group.get("hooks", [])):
+        if any(is_ours(entry) for group in groups for entry in _entries(group)):
             continue
         group: dict[str, Any] = {"matcher": "*"} if event in WITH_MATCHER else {}
         group["hooks"] = [{"type": "command", "command": command, "timeout": TIMEOUT_S}]
         groups.append(group)
     return result
+
+
+def _entries(group: Any) -> list[Any]:
+    """The entries of a hook group ([] if it is not an object holding a list of them)."""
+    entries = group.get("hooks") if isinstance(group, dict) else None
+    return entries if isinstance(entries, list) else []
 
 
 def uninstalled(settings: dict[str, Any]) -> dict[str, Any]:

@@ -64,7 +64,7 @@ class Courier:
                 self._ws.send_text(frame)
                 self._sent = last
             deadline = time.monotonic() + self._timeout
-            while self.box.acked < self._sent and not self._rejected_up_to(self._sent):
+            while self.box.acked < self._sent:
                 self._ws.set_timeout(max(0.001, deadline - time.monotonic()))
                 self._take(json.loads(self._ws.receive_text()))
         except (OSError, ValueError, rawws.ProtocolError) as exc:
@@ -86,21 +86,15 @@ class Courier:
         if frame.get("type") == "ack" and isinstance(seq := frame.get("seq"), int):
             self.box.acknowledge(seq)
         elif frame.get("type") == "error":
-            if frame.get("code") in RETRY_CODES:
-                raise rawws.ProtocolError(f"{frame.get('code')}: {frame.get('message')}")
+            code, message, seq = frame.get("code"), frame.get("message"), frame.get("seq")
+            if code in RETRY_CODES or not isinstance(seq, int):
+                raise rawws.ProtocolError(f"{code}: {message}")
+            # The daemon refuses a frame whole, naming the event at fault: that one can never be
+            # stored (the daemon logged why) and leaves; the rest of its frame goes again later,
+            # over a new connection (on this one a lower seq would be a regression).
             self.rejected.append(frame)
-
-    def _rejected_up_to(self, seq: int) -> bool:
-        """Every sent event above the last ack was refused for good: acknowledged as far as waiting goes.
-
-        Refused events leave the outbox (resending cannot help); the daemon logged why.
-        """
-        refused = {frame.get("seq") for frame in self.rejected}
-        waiting = [held for held, _ in self.box.pending if held <= seq]
-        if waiting and all(held in refused for held in waiting):
-            self.box.acknowledge(seq)
-            return True
-        return False
+            self.box.discard(seq)
+            raise rawws.ProtocolError(f"the daemon refused event {seq} ({code}: {message}); it was dropped")
 
 
 def _frames(pending: list[tuple[int, str]]) -> list[tuple[str, int]]:

@@ -57,10 +57,10 @@ def forward(raw: bytes, environ: Mapping[str, str]) -> None:
     agent_id = environ.get("AGENTWATCH_AGENT_ID") or f"claude-{id_part(host)}-{pid}"
     cwd = payload.get("cwd") if isinstance(payload.get("cwd"), str) else None
     agent = {"kind": "claude-code", "host": host, "pid": pid} | ({"cwd": cwd, "name": Path(cwd).name} if cwd else {})
-    endpoint = announced(state_dir, environ)
     with outbox.locked(state_dir, agent_id) as box:
         box.set_hello({"format": FORMAT, "agent": agent})
         box.append([(data, FORMAT, iso_now())])
+        endpoint = announced(state_dir, environ)  # after the append: a daemon that cannot be found must not lose the event
         if endpoint is None:
             raise ClientError(f"no daemon is running with state directory {state_dir}; the event waits in its outbox")
         try:

@@ -22,6 +22,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +30,15 @@ import trio
 
 from agentwatch.client import ClientError, Endpoint, open_agent
 from agentwatch.format_choice import FormatChooser
+from agentwatch.ingest_frames import is_iso_time
 from agentwatch.model import Format
 
 OFFSETS = "import-offsets.json"
 ENDED_AFTER = 3600.0  # seconds without change after which a file's conversation is over
 POLL = 1.0  # seconds between looks for growth in --follow
 SNIFF_BYTES = 1 << 20  # read to choose a format
-PREFIXES = {"claude-transcript": "claude", "codex-rollout": "codex"}
+PREFIXES = {"claude-transcript": "claude", "codex-rollout": "codex"}  # of agent ids
+KINDS = {"claude-transcript": "claude-code", "codex-rollout": "codex"}  # of agents, as agents.list shows
 
 
 @dataclass
@@ -108,6 +111,18 @@ def _record(line: bytes) -> Any:
         return text
 
 
+def _timestamp(record: Any) -> str | None:
+    """The record's own ``timestamp`` if it is an ISO 8601 time: the daemon refuses a frame with any other ``ts``."""
+    ts = record.get("timestamp") if isinstance(record, dict) else None
+    if not isinstance(ts, str) or not ts.isascii():
+        return None
+    try:
+        datetime.fromisoformat(ts)
+    except ValueError:
+        return None
+    return ts
+
+
 def _whole_lines(path: Path, offset: int) -> Iterator[tuple[int, bytes]]:
     """The complete lines of ``path`` after byte ``offset``, each with the offset after it."""
     with open(path, "rb") as handle:
@@ -132,7 +147,7 @@ def choose_format(path: Path, name: str, formats: Mapping[str, Format]) -> str:
 
 async def import_file(path: Path, position: _Position, endpoint: Endpoint, progress: Progress, *, final: bool) -> None:
     """Send the lines of ``path`` after ``position`` (and the end of the conversation, if ``final``)."""
-    agent = {"name": path.stem, "kind": PREFIXES.get(position.format, "import"), "labels": {"imported_from": str(path)}}
+    agent = {"name": path.stem, "kind": KINDS.get(position.format, "import"), "labels": {"imported_from": str(path)}}
     async with open_agent(agent_id_for(path, position.format), format=position.format, agent=agent, endpoint=endpoint) as client:
         sent = 0
         for offset, line in _whole_lines(path, position.offset):
@@ -144,8 +159,7 @@ async def import_file(path: Path, position: _Position, endpoint: Endpoint, progr
                 progress.present += 1
                 continue
             record = _record(line)
-            ts = record.get("timestamp") if isinstance(record, dict) else None
-            await client.send(record, ts=ts if isinstance(ts, str) else None, seq=2 * position.line)
+            await client.send(record, ts=_timestamp(record), seq=2 * position.line)
             sent += 1
         if final and not position.ended:
             ended = {"kind": "session_ended", "text": f"imported from {path}"}

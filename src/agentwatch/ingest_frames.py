@@ -126,7 +126,7 @@ def _parse_event(event: dict[str, Any], where: str) -> RawEvent:
     if not isinstance(seq, int) or isinstance(seq, bool) or not 1 <= seq <= MAX_INTEGER:
         raise FrameError("bad_frame", f"{where}.seq must be a positive integer below 2**63, got {brief(seq)}")
     ts = event.get("ts")
-    if ts is not None and not _is_iso_time(ts):
+    if ts is not None and not is_iso_time(ts):
         raise FrameError("bad_frame", f"{where}.ts must be an ISO 8601 time such as 2026-11-21T10:00:00.123Z", seq)
     fmt = event.get("format")
     if fmt is not None and not isinstance(fmt, str):
@@ -147,7 +147,8 @@ def _is_unicode(value: Any) -> bool:
     return True
 
 
-def _is_iso_time(value: Any) -> bool:
+def is_iso_time(value: Any) -> bool:
+    """``value`` is a time the ``ts`` of an event may hold."""
     if not _is_unicode(value):  # fromisoformat takes any character as the separator, even a lone surrogate
         return False
     try:

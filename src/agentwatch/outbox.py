@@ -72,6 +72,8 @@ class Outbox:
                 continue
             if isinstance(seq, int) and seq > self.acked and (not self._pending or seq > self._pending[-1][0]):
                 self._pending.append((seq, line))
+        if not self._pending:  # only acknowledged or unreadable lines: nothing to deliver, no file to list
+            self._events_path.unlink(missing_ok=True)
 
     @property
     def pending(self) -> list[tuple[int, str]]:
@@ -142,6 +144,17 @@ class Outbox:
             self._write_header()  # the events file may keep acknowledged lines: loading skips them
             if not self._pending:
                 self._events_path.unlink(missing_ok=True)
+
+    def discard(self, seq: int) -> None:
+        """The daemon refused event ``seq`` for good: it leaves the outbox unacknowledged."""
+        with self._lock:
+            kept = [(held, line) for held, line in self._pending if held != seq]
+            if len(kept) != len(self._pending):
+                self._pending = kept
+                if kept:
+                    _replace(self._events_path, "".join(line + "\n" for _, line in kept))
+                else:
+                    self._events_path.unlink(missing_ok=True)
 
     def forget(self) -> None:
         """The agent is gone: remove its files if nothing is pending."""

@@ -66,11 +66,16 @@ class Sender(threading.Thread):
 
     def run(self) -> None:
         courier: Courier | None = None
+        greeted: dict[str, Any] = {}  # the hello of the connection
         pause = RETRY_FIRST
         flushed = False
         while not (self._stopping and not self.box.pending):
             try:
+                if courier is not None and greeted != self.box.hello:  # the format is known now: say who we are
+                    courier.close()
+                    courier = None
                 if courier is None:
+                    greeted = self.box.hello
                     courier = self._connect()
                     pause = RETRY_FIRST
                 courier.deliver()
@@ -80,7 +85,7 @@ class Sender(threading.Thread):
                     if endpoint is not None:
                         flush_outboxes(self._state_dir, endpoint, timeout=TIMEOUT, budget=TIMEOUT, skip=self.box.agent_id)
                     flushed = True
-                if self._wake.wait(IDLE_POLL):
+                if not self._stopping and self._wake.wait(IDLE_POLL):  # stopping: on at once to the end
                     self._wake.clear()
                 courier.idle()
             except ClientError as exc:

@@ -179,20 +179,25 @@ class AgentClient:
         self._wake()
 
     def _error(self, frame: dict[str, Any]) -> str | None:
-        """Handle an error frame; a reason to reconnect and resend, or None."""
+        """Handle an error frame; a reason to reconnect and resend, or None.
+
+        The daemon refuses a frame whole: when it names the event at fault, that event is
+        dropped and the others of its frame go again, over a new connection (on this one, a
+        lower ``seq`` than one already sent would be a regression).
+        """
         code, message, seq = frame.get("code", "?"), frame.get("message", ""), frame.get("seq")
         if code in _RETRY_CODES:
             return f"{code}: {message}"
         log.warning("agent_event_rejected", agent_id=self.agent_id, code=code, error=message, seq=seq)
-        if isinstance(seq, int):
-            self.rejected.append(Rejected(seq, code, message))
-            for index, (held, _) in enumerate(self._unacked):
-                if held == seq:
-                    del self._unacked[index]
-                    self._unsent -= index < self._unsent
-                    break
-            self._wake()
-        return None
+        if not isinstance(seq, int):
+            return None
+        self.rejected.append(Rejected(seq, code, message))
+        for index, (held, _) in enumerate(self._unacked):
+            if held == seq:
+                del self._unacked[index]
+                break
+        self._wake()
+        return f"event {seq} was refused ({code}); sending the rest of its frame again"
 
     def _fail(self, error: ClientError) -> None:
         self._failed = error
