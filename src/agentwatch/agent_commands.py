@@ -12,7 +12,7 @@ from pathlib import Path
 import trio
 
 from agentwatch import claude_settings
-from agentwatch.client import ClientError, DaemonNotRunning, find_daemon
+from agentwatch.client import ClientError, find_daemon
 from agentwatch.config import Config
 from agentwatch.courier import flush_outboxes
 from agentwatch.importer import Progress, run_import
@@ -20,7 +20,7 @@ from agentwatch.locate import announced
 from agentwatch.model import Format
 from agentwatch.plugin_manager import PluginError, Plugins
 from agentwatch.relay import run as relay
-from agentwatch.watch_commands import EXIT_FAILED, EXIT_NOT_RUNNING
+from agentwatch.watch_commands import EXIT_FAILED, EXIT_NOT_RUNNING, failed
 
 EXIT_USAGE = 2
 
@@ -94,12 +94,8 @@ def import_files(config: Config, args: argparse.Namespace, formats: dict[str, Fo
         endpoint = find_daemon(config)
         progress = trio.run(partial(run_import, paths, follow=args.follow, format=args.format, formats=formats,
                                     state_dir=config.state_dir, endpoint=endpoint, show=show))
-    except DaemonNotRunning as exc:
-        print(f"agentwatch: the daemon is not running: {exc}. Start it with: agentwatch serve", file=sys.stderr)
-        return EXIT_NOT_RUNNING
     except ClientError as exc:
-        print(f"agentwatch: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return failed(exc)
     except KeyboardInterrupt:
         return 130
     if sys.stderr.isatty():

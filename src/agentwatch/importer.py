@@ -22,7 +22,6 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -114,13 +113,7 @@ def _record(line: bytes) -> Any:
 def _timestamp(record: Any) -> str | None:
     """The record's own ``timestamp`` if it is an ISO 8601 time: the daemon refuses a frame with any other ``ts``."""
     ts = record.get("timestamp") if isinstance(record, dict) else None
-    if not isinstance(ts, str) or not ts.isascii():
-        return None
-    try:
-        datetime.fromisoformat(ts)
-    except ValueError:
-        return None
-    return ts
+    return ts if is_iso_time(ts) else None
 
 
 def _whole_lines(path: Path, offset: int) -> Iterator[tuple[int, bytes]]:

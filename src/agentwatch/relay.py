@@ -69,7 +69,7 @@ class Sender(threading.Thread):
         greeted: dict[str, Any] = {}  # the hello of the connection
         pause = RETRY_FIRST
         flushed = False
-        while not (self._stopping and not self.box.pending):
+        while not (self._stopping and not self.box.pending and greeted == self.box.hello):
             try:
                 if courier is not None and greeted != self.box.hello:  # the format is known now: say who we are
                     courier.close()

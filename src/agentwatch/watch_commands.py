@@ -138,6 +138,15 @@ COMMANDS: dict[str, Command] = {
 }
 
 
+def failed(exc: ClientError) -> int:
+    """Say on stderr why the daemon could not help; the exit status for it."""
+    if isinstance(exc, DaemonNotRunning):
+        print(f"agentwatch: the daemon is not running: {exc}. Start it with: agentwatch serve", file=sys.stderr)
+        return EXIT_NOT_RUNNING
+    print(f"agentwatch: {exc}", file=sys.stderr)
+    return EXIT_FAILED
+
+
 def run(config: Config, args: argparse.Namespace) -> int:
     """Run one of :data:`COMMANDS` against the daemon ``config`` describes; the exit status."""
     try:
@@ -148,12 +157,8 @@ def run(config: Config, args: argparse.Namespace) -> int:
     try:
         endpoint = find_daemon(config)
         trio.run(_run, COMMANDS[args.command], endpoint, args, out)
-    except DaemonNotRunning as exc:
-        print(f"agentwatch: the daemon is not running: {exc}. Start it with: agentwatch serve", file=sys.stderr)
-        return EXIT_NOT_RUNNING
     except ClientError as exc:
-        print(f"agentwatch: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return failed(exc)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # piped into head, which has had enough: no complaint at exit either

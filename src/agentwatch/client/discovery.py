@@ -62,12 +62,15 @@ async def _websocket(endpoint: Endpoint, path: str) -> AsyncIterator[WebSocketCo
         try:
             yield ws
         finally:
-            with trio.move_on_after(CLOSE_TIMEOUT, shield=True):
+            deadline = trio.current_time() + CLOSE_TIMEOUT
+            with trio.move_on_at(deadline, shield=True):
                 async with trio.open_nursery() as closing:
                     closing.start_soon(_discard_messages, ws)  # so the daemon's closing frame gets read
                     await ws.aclose()
                     closing.cancel_scope.cancel()
-            nursery.cancel_scope.cancel()
+            # The reader ends when the daemon closes the socket after the closing handshake. Cut short,
+            # it could miss the daemon's closing frame that another task's aclose() is waiting for.
+            nursery.cancel_scope.deadline = deadline
 
 
 async def _discard_messages(ws: WebSocketConnection) -> None:

@@ -37,7 +37,7 @@ from typing import Any
 
 from agentwatch.hookspecs import hookimpl
 from agentwatch.model import RAW, Format, Normalized
-from agentwatch.plugins.formats.fields import mapping, number, string
+from agentwatch.plugins.formats.fields import by_type, mapping, number, string
 
 
 def _blocks(content: Any, block_type: str) -> list[dict[str, Any]]:
@@ -274,11 +274,9 @@ class ClaudeStreamJsonFormat:
     def normalize(self, data: Any) -> Normalized:
         if not isinstance(data, dict):
             return RAW
-        record_type = data.get("type")
-        if record_type == "keep_alive":
+        if data.get("type") == "keep_alive":
             return Normalized("raw", heartbeat=True)
-        handler = _BY_TYPE.get(record_type) if isinstance(record_type, str) else None
-        return handler(data) if handler else RAW
+        return by_type(data, _BY_TYPE)
 
     def sniff(self, data: Any) -> bool:
         """An ``init`` with ``session_id``, a message with ``session_id`` (a transcript's is

@@ -29,7 +29,7 @@ from typing import Any
 
 from agentwatch.hookspecs import hookimpl
 from agentwatch.model import RAW, Format, Normalized
-from agentwatch.plugins.formats.fields import mapping, string
+from agentwatch.plugins.formats.fields import by_type, mapping, string
 
 #: The record types that only ``codex exec --json`` writes (what ``sniff`` recognises).
 _EVENT_TYPES = frozenset(
@@ -232,9 +232,7 @@ class CodexExecJsonFormat:
     def normalize(self, data: Any) -> Normalized:
         if not isinstance(data, dict):
             return RAW
-        record_type = data.get("type")
-        handler = _BY_TYPE.get(record_type) if isinstance(record_type, str) else None
-        return handler(data) if handler else RAW
+        return by_type(data, _BY_TYPE)
 
     def sniff(self, data: Any) -> bool:
         """A ``codex exec --json`` event: an object whose ``type`` is one of its dotted event names."""

@@ -30,7 +30,7 @@ from typing import Any
 
 from agentwatch.hookspecs import hookimpl
 from agentwatch.model import RAW, Format, Normalized
-from agentwatch.plugins.formats.fields import mapping, string
+from agentwatch.plugins.formats.fields import by_type, mapping, string
 
 
 def _error_message(data: dict[str, Any]) -> str | None:
@@ -105,9 +105,7 @@ class GeminiStreamJsonFormat:
     def normalize(self, data: Any) -> Normalized:
         if not isinstance(data, dict):
             return RAW
-        record_type = data.get("type")
-        handler = _BY_TYPE.get(record_type) if isinstance(record_type, str) else None
-        return handler(data) if handler else RAW
+        return by_type(data, _BY_TYPE)
 
     def sniff(self, data: Any) -> bool:
         """A record of one of the six types with that type's own fields and a ``timestamp``."""
