@@ -185,9 +185,20 @@ async def test_follow_picks_up_growth_and_new_files_and_resumes_after_a_restart(
     growing.write_bytes(b"".join(source[:5]))
 
     def follow():
-        log = (tmp_path / "follow.log").open("ab")
-        return subprocess.Popen([sys.executable, "-m", "agentwatch", "import", "--follow", str(folder)], stdin=subprocess.DEVNULL,
-                                stdout=log, stderr=log, env=environment(state_dir))
+        with (tmp_path / "follow.log").open("ab") as log:
+            return subprocess.Popen([sys.executable, "-m", "agentwatch", "import", "--follow", str(folder)], stdin=subprocess.DEVNULL,
+                                    stdout=log, stderr=log, env=environment(state_dir))
+
+    async def saved(path, offset):
+        """Wait until import-offsets.json says ``path`` was read to ``offset``."""
+        with trio.fail_after(WAIT):
+            while True:
+                try:
+                    if json.loads((state_dir / OFFSETS).read_text())[str(path.resolve())]["offset"] == offset:
+                        return
+                except (OSError, ValueError, KeyError):
+                    pass
+                await trio.sleep(0.01)
 
     async def stop(proc):
         proc.send_signal(signal.SIGINT)
@@ -206,12 +217,14 @@ async def test_follow_picks_up_growth_and_new_files_and_resumes_after_a_restart(
             (folder / "sub" / "new.jsonl").write_bytes(other)
             await until_stored(d, "claude-live", 12)
             arrived = await until_stored(d, "claude-new", other.count(b"\n"))
+            await saved(growing, len(b"".join(source[:12])))  # where it got to, kept for a restart
+            await saved(folder / "sub" / "new.jsonl", len(other))
             assert await stop(proc) == 130
-            offsets = json.loads((state_dir / OFFSETS).read_text())
             with growing.open("ab") as handle:
                 handle.write(b"".join(source[12:]))
             proc = follow()
             events = await until_stored(d, "claude-live", len(source))
+            await saved(growing, len(b"".join(source)))
             assert await stop(proc) == 130
         finally:
             if proc.poll() is None:
@@ -223,7 +236,6 @@ async def test_follow_picks_up_growth_and_new_files_and_resumes_after_a_restart(
     assert {e["format"] for e in events} == {"claude-transcript"}
     assert [e["data"] for e in arrived] == [json.loads(line) for line in other.splitlines()]
     assert again == arrived, "the restarted follow sent the new file nothing again"
-    assert offsets[str(growing.resolve())]["offset"] == len(b"".join(source[:12])), "where it stopped, kept"
     assert "Traceback" not in (tmp_path / "follow.log").read_text()
 
 

@@ -33,6 +33,7 @@ from agentwatch.outbox import Outbox
 
 TIMEOUT = 5.0  # seconds for any one wait on the daemon
 FINAL_WAIT = 10.0  # seconds the last events get to be acknowledged after the child exits
+LAST_TRY = 1.0  # ... when the daemon was unreachable at that moment: one more try, not a long wait
 RETRY_FIRST, RETRY_MAX = 0.1, 5.0  # seconds between attempts to reach the daemon: doubling, capped
 IDLE_POLL = 1.0  # seconds between looks at an idle connection (to answer the daemon's pings)
 MAX_LINE = (1 << 20) - 4096  # a line longer than this is stored as its head and its size
@@ -121,12 +122,13 @@ def run(command: Sequence[str], *, agent_id: str | None, format: str, quiet: boo
     host = socket.gethostname().split(".")[0]
     program = Path(command[0]).name
     agent_id = agent_id or f"{id_part(program)}-{id_part(host)}-{os.getpid()}"
+    signals = SignalRelay()
     try:
         child = subprocess.Popen(list(command), stdout=subprocess.PIPE)
     except OSError as exc:
         print(f"agentwatch: cannot run {command[0]!r}: {exc.strerror or exc}", file=sys.stderr)
         return 127 if isinstance(exc, FileNotFoundError) else 126
-    _pass_signals(child)
+    signals.started(child)
     with outbox.locked(state_dir, agent_id) as box:
         box.set_hello(_hello(chooser.chosen, program, host, child.pid))
         sender = Sender(box, state_dir, environ)
@@ -147,7 +149,7 @@ def run(command: Sequence[str], *, agent_id: str | None, format: str, quiet: boo
         code = 128 - status if status < 0 else status
         ended = {"kind": "session_ended", "text": f"{program} exited with status {code}", "is_error": code != 0}
         box.append([(ended, "agentwatch", iso_now())])
-        sender.finish(FINAL_WAIT)
+        sender.finish(FINAL_WAIT if sender.problem is None else LAST_TRY)
         if box.pending:
             print(
                 f"agentwatch: {len(box.pending)} events of {agent_id} wait in {outbox.directory(state_dir)}; "
@@ -190,14 +192,27 @@ def _record(line: bytes) -> Any:
         return text
 
 
-def _pass_signals(child: subprocess.Popen[bytes]) -> None:
-    """Pass the signals that stop or notify a program on to ``child``. Ctrl-C at a terminal reaches
-    the child by itself (it shares the terminal's process group), so SIGINT is passed on only when
-    it cannot have come from one."""
+class SignalRelay:
+    """Passes the signals that stop or notify a program on to the child. Installed before the
+    child starts, so none is missed: one that comes before the child exists waits for it. Ctrl-C
+    at a terminal reaches the child by itself (it shares the terminal's process group), so SIGINT
+    is passed on only when it cannot have come from one."""
 
-    def forward(signum: int, frame: object) -> None:
-        child.send_signal(signum)
+    def __init__(self) -> None:
+        self._child: subprocess.Popen[bytes] | None = None
+        self._early: list[int] = []
+        for signum in FORWARDED:
+            signal.signal(signum, self._forward)
+        signal.signal(signal.SIGINT, signal.SIG_IGN if sys.stdin.isatty() else self._forward)
 
-    for signum in FORWARDED:
-        signal.signal(signum, forward)
-    signal.signal(signal.SIGINT, signal.SIG_IGN if sys.stdin.isatty() else forward)
+    def started(self, child: subprocess.Popen[bytes]) -> None:
+        """The child exists: it gets what came before."""
+        self._child = child
+        for signum in self._early:
+            child.send_signal(signum)
+
+    def _forward(self, signum: int, frame: object) -> None:
+        if self._child is None:
+            self._early.append(signum)
+        else:
+            self._child.send_signal(signum)
