@@ -254,3 +254,24 @@ async def raw_connect(running: Running, path: str, *, receive_buffer: int | None
         received += await stream.receive_some()
     assert received.startswith(b"HTTP/1.1 101"), received
     return stream
+
+
+def every_fixture_record() -> list[tuple[str, Any]]:
+    """Every record of every fixture file: NDJSON lines, or the elements of a JSON array."""
+    found = []
+    for path in sorted(FIXTURES.rglob("*")):
+        if path.suffix == ".jsonl" or path.suffix == ".ndjson":
+            found += [(path.name, record) for record in fixture_records(str(path.relative_to(FIXTURES)))]
+        elif path.suffix == ".json":
+            found += [(path.name, record) for record in json.loads(path.read_text(encoding="utf-8"))]
+    return found
+
+
+async def stream_all(d: Running, agent_id: str, fmt: str, records: list[Any]) -> None:
+    """Send ``records`` as events 1..n in frames of 100 and wait for the last ack."""
+    async with agent(d, agent_id) as a:
+        await a.hello(fmt)
+        for start in range(0, len(records), 100):
+            chunk = records[start : start + 100]
+            await a.send({"type": "events", "events": [{"seq": start + i + 1, "data": r} for i, r in enumerate(chunk)]})
+        await a.until_ack(len(records))

@@ -1,36 +1,14 @@
 """Real agent recordings (tests/fixtures, see MANIFEST.txt) streamed through a real daemon."""
 
-import json
-
 import pytest
 
 from agentwatch.plugins.formats.claude_stream_json import ClaudeStreamJsonFormat
-from helpers import FIXTURES, agent, fixture_records, running_daemon, stored
+from helpers import every_fixture_record, fixture_records, running_daemon, stored, stream_all
 
 STREAM_JSON = [
     "claude-stream-json/claude-agent-sdk-gleam__basic_query.ndjson",
     "claude-stream-json/terragon-oss__claude-json-bash-test.DERIVED.ndjson",
 ]
-
-
-def every_fixture_record() -> list[tuple[str, object]]:
-    """Every record of every fixture file: NDJSON lines, or the elements of a JSON array."""
-    found = []
-    for path in sorted(FIXTURES.rglob("*")):
-        if path.suffix == ".jsonl" or path.suffix == ".ndjson":
-            found += [(path.name, record) for record in fixture_records(str(path.relative_to(FIXTURES)))]
-        elif path.suffix == ".json":
-            found += [(path.name, record) for record in json.loads(path.read_text(encoding="utf-8"))]
-    return found
-
-
-async def stream_all(d, agent_id: str, fmt: str, records: list) -> None:
-    async with agent(d, agent_id) as a:
-        await a.hello(fmt)
-        for start in range(0, len(records), 100):
-            chunk = records[start : start + 100]
-            await a.send({"type": "events", "events": [{"seq": start + i + 1, "data": r} for i, r in enumerate(chunk)]})
-        await a.until_ack(len(records))
 
 
 @pytest.mark.parametrize("fixture", STREAM_JSON)

@@ -8,7 +8,7 @@ import pytest
 
 from agentwatch.model import KINDS
 from agentwatch.plugins.formats.canonical import CanonicalFormat
-from test_fixture_ingest import every_fixture_record
+from helpers import every_fixture_record
 
 FMT = CanonicalFormat()
 

@@ -12,8 +12,7 @@ import pytest
 
 from agentwatch.model import KINDS, Normalized
 from agentwatch.plugins.formats.claude_hook import ClaudeHookFormat, agentwatch_register_formats
-from helpers import FIXTURES, agent, running_daemon, stored, watcher
-from test_fixture_ingest import every_fixture_record, stream_all
+from helpers import FIXTURES, agent, every_fixture_record, running_daemon, stored, stream_all, watcher
 
 FMT = ClaudeHookFormat()
 HOOKS = "claude-hooks"

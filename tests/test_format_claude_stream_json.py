@@ -13,8 +13,7 @@ from agentwatch import session_facts
 from agentwatch.model import KINDS, Normalized
 from agentwatch.plugins.formats.claude_stream_json import ClaudeStreamJsonFormat, agentwatch_register_formats
 from agentwatch.session_facts import SessionFacts, is_working
-from helpers import running_daemon, stored
-from test_fixture_ingest import every_fixture_record, stream_all
+from helpers import every_fixture_record, running_daemon, stored, stream_all
 
 FIXTURES = Path(__file__).parent / "fixtures" / "claude-stream-json"
 BASIC = "claude-agent-sdk-gleam__basic_query.ndjson"  # current schema (Claude Code 2.1.7)

@@ -11,7 +11,7 @@ import pytest
 from agentwatch.model import KINDS, Normalized
 from agentwatch.plugins.formats.claude_transcript import ClaudeTranscriptFormat, agentwatch_register_formats
 from agentwatch.session_facts import SessionFacts, apply
-from helpers import FIXTURES, agent, fixture_records, running_daemon, stored
+from helpers import FIXTURES, fixture_records, running_daemon, stored, stream_all
 
 DIALOG = "claude-transcript/claudeless__bash-permission-dialog__f3ba0bdb-562d-4ca3-9069-3e5122f4ccc9.jsonl"
 PORT = "claude-transcript/claude-reliability__python-to-rust-port__transcript.jsonl"
@@ -482,16 +482,6 @@ def test_sniff_knows_bookkeeping_lines_of_newer_versions() -> None:
 
 
 # --- through a real daemon -------------------------------------------------------------------
-
-
-async def stream_all(d: Any, agent_id: str, fmt: str, records: list[Any]) -> None:
-    """Send ``records`` as events 1..n in frames of 100 and wait for the last ack."""
-    async with agent(d, agent_id) as a:
-        await a.hello(fmt)
-        for start in range(0, len(records), 100):
-            chunk = records[start : start + 100]
-            await a.send({"type": "events", "events": [{"seq": start + i + 1, "data": r} for i, r in enumerate(chunk)]})
-        await a.until_ack(len(records))
 
 
 @pytest.mark.parametrize("fixture", list(EXPECTED))

@@ -12,8 +12,7 @@ import pytest
 from agentwatch.model import KINDS, Normalized
 from agentwatch.plugins.formats.codex_exec_json import CodexExecJsonFormat, agentwatch_register_formats
 from agentwatch.session_facts import SessionFacts, apply
-from helpers import FIXTURES, agent, fixture_records, running_daemon, stored, watcher
-from test_fixture_ingest import every_fixture_record, stream_all
+from helpers import FIXTURES, agent, every_fixture_record, fixture_records, running_daemon, stored, stream_all, watcher
 
 FMT = CodexExecJsonFormat()
 EXEC = "codex-exec-json"

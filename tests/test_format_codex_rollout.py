@@ -12,8 +12,7 @@ import pytest
 from agentwatch.model import KINDS, Normalized
 from agentwatch.plugins.formats.codex_rollout import CodexRolloutFormat, agentwatch_register_formats
 from agentwatch.session_facts import SessionFacts, apply
-from helpers import FIXTURES, fixture_records, running_daemon, stored, watcher
-from test_fixture_ingest import every_fixture_record, stream_all
+from helpers import FIXTURES, every_fixture_record, fixture_records, running_daemon, stored, stream_all, watcher
 
 FMT = CodexRolloutFormat()
 ROLLOUT = "codex-rollout"

@@ -15,8 +15,7 @@ import pytest
 
 from agentwatch.model import KINDS, Normalized
 from agentwatch.plugins.formats.gemini_stream_json import GeminiStreamJsonFormat, agentwatch_register_formats
-from helpers import fixture_records, running_daemon, stored
-from test_fixture_ingest import every_fixture_record, stream_all
+from helpers import every_fixture_record, fixture_records, running_daemon, stored, stream_all
 
 FMT = GeminiStreamJsonFormat()
 DIR = "gemini-stream-json"

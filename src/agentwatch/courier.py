@@ -33,8 +33,6 @@ class Courier:
 
     def __init__(self, box: Outbox, endpoint: Endpoint, timeout: float) -> None:
         self.box = box
-        self.session = 0  # the agent's session number, from the welcome
-        self.rejected: list[dict[str, object]] = []  # error frames of events the daemon refused for good
         self._timeout = timeout
         try:
             self._ws = rawws.BlockingClient.connect(endpoint.address, f"/v1/agents/{box.agent_id}", endpoint.headers, timeout)
@@ -51,7 +49,6 @@ class Courier:
             self._ws.close()
             message = welcome.get("message") if isinstance(welcome, dict) else welcome
             raise Undelivered(f"the daemon refused the hello of {box.agent_id}: {message}")
-        self.session = welcome.get("session", 0)
         box.welcomed(welcome.get("acked_seq", 0))
 
     def deliver(self) -> None:
@@ -92,7 +89,6 @@ class Courier:
             # The daemon refuses a frame whole, naming the event at fault: that one can never be
             # stored (the daemon logged why) and leaves; the rest of its frame goes again later,
             # over a new connection (on this one a lower seq would be a regression).
-            self.rejected.append(frame)
             self.box.discard(seq)
             raise rawws.ProtocolError(f"the daemon refused event {seq} ({code}: {message}); it was dropped")
 

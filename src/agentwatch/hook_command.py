@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Any
 
 from agentwatch import outbox
 from agentwatch.courier import Courier, Undelivered, flush_outboxes
-from agentwatch.identity import claude_pid, id_part, iso_now
+from agentwatch.identity import claude_pid, id_part, iso_now, short_host
 from agentwatch.locate import ClientError, announced
 from agentwatch.paths import state_dir_from
 
@@ -52,7 +51,7 @@ def forward(raw: bytes, environ: Mapping[str, str]) -> None:
         data = raw.decode("utf-8", errors="replace")  # stored all the same, as a raw record
     payload = data if isinstance(data, dict) else {}
     state_dir = state_dir_from(environ)
-    host = socket.gethostname().split(".")[0]
+    host = short_host()
     pid = claude_pid()
     agent_id = environ.get("AGENTWATCH_AGENT_ID") or f"claude-{id_part(host)}-{pid}"
     cwd = payload.get("cwd") if isinstance(payload.get("cwd"), str) else None

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import os
+import socket
 import time
 from pathlib import Path
 
 SHELLS = frozenset({"sh", "bash", "dash", "zsh", "fish", "ksh", "busybox"})
+
+
+def short_host() -> str:
+    """This machine's host name, without its domain."""
+    return socket.gethostname().split(".")[0]
 
 
 def claude_pid() -> int:

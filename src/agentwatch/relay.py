@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -26,7 +25,7 @@ from typing import Any
 from agentwatch import outbox
 from agentwatch.courier import Courier, Undelivered, flush_outboxes
 from agentwatch.format_choice import FormatChooser
-from agentwatch.identity import id_part, iso_now
+from agentwatch.identity import id_part, iso_now, short_host
 from agentwatch.locate import ClientError, announced
 from agentwatch.model import Format
 from agentwatch.outbox import Outbox
@@ -119,7 +118,7 @@ def run(command: Sequence[str], *, agent_id: str | None, format: str, quiet: boo
         state_dir: Path, environ: Mapping[str, str]) -> int:
     """Run ``command`` as a recorded agent; its exit status (128 + N if killed by signal N)."""
     chooser = FormatChooser(format, formats)
-    host = socket.gethostname().split(".")[0]
+    host = short_host()
     program = Path(command[0]).name
     agent_id = agent_id or f"{id_part(program)}-{id_part(host)}-{os.getpid()}"
     signals = SignalRelay()

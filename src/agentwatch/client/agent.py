@@ -20,13 +20,12 @@ import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from agentwatch.client.discovery import CLOSE_TIMEOUT, ClientError, Endpoint, find_daemon, open_websocket
+from agentwatch.courier import BATCH, FRAME_BYTES
 from agentwatch.exceptions import unwrapped
 from agentwatch.logs import get_logger
 
 log = get_logger(__name__)
 
-BATCH = 500  # events in one frame (the daemon takes up to 1000)
-FRAME_BYTES = 256 << 10  # ... and bytes: well under the daemon's default frame limit of 1 MiB
 MAX_EVENT_BYTES = (1 << 20) - 1024  # one event alone must fit in a frame of the default limit
 RETRY_FIRST, RETRY_MAX = 0.1, 5.0  # seconds between reconnects: doubling, capped
 FLUSH_TIMEOUT = 30.0  # seconds leaving open_agent waits for the last acks
