@@ -36,7 +36,8 @@ DEFAULTS = {
     "attention": {"git_check_interval": 60.0},
     "stall": {"threshold": 900.0, "tool_threshold": 3600.0, "agents": {}, "labels": {}},
     "retention": {"max_age": 2592000.0, "max_events_per_agent": 50000, "max_sessions_per_agent": 0, "interval": 3600.0, "batch_events": 1000},
-    "log": {"level": "info", "format": "auto"},
+    "log": {"level": "info", "format": "auto", "events": False},
+    "metrics": {"listen": ""},
 }
 
 
@@ -151,6 +152,9 @@ batch_events = 250
 [log]
 level = "debug"
 format = "json"
+events = true
+[metrics]
+listen = "127.0.0.1:9717"
 """
 
 
@@ -179,7 +183,8 @@ def test_a_file_with_every_documented_key(tmp_path):
             "labels": {"project=monorepo": {"threshold": 1800.0, "tool_threshold": 10800.0}},
         },
         "retention": {"max_age": 604800.0, "max_events_per_agent": 1000, "max_sessions_per_agent": 20, "interval": 900.0, "batch_events": 250},
-        "log": {"level": "debug", "format": "json"},
+        "log": {"level": "debug", "format": "json", "events": True},
+        "metrics": {"listen": "127.0.0.1:9717"},
     }
     # relative paths are under the state directory, absolute ones are kept
     assert config.state_path(config["storage"]["path"]) == tmp_path / "state" / "data" / "events.sqlite"
@@ -213,7 +218,7 @@ def test_an_empty_file_is_the_defaults(tmp_path):
         ('[server]\nlistn = ["127.0.0.1:1"]\n', ["unknown key", "[server]", "'listn'", "did you mean 'listen'?", "known:", "ping_interval"]),
         ("[server]\nping_intervall = 5\n", ["'ping_intervall'", "did you mean 'ping_interval'?"]),
         ('[auth]\ntoken = "x"\n', ["[auth]", "'token'", "token_file"]),
-        ('[sever]\nlisten = ["127.0.0.1:1"]\n', ["unknown section", "'sever'", "did you mean 'server'?", "known: attention, auth, log, plugins, retention, server, stall, storage"]),
+        ('[sever]\nlisten = ["127.0.0.1:1"]\n', ["unknown section", "'sever'", "did you mean 'server'?", "known: attention, auth, log, metrics, plugins, retention, server, stall, storage"]),
         ('[logging]\nlevel = "info"\n', ["unknown section", "'logging'", "known:"]),
         ('listen = ["127.0.0.1:1"]\n', ["unknown section", "'listen'"]),
         ("[server.tls]\ncert = 1\n", ["[server]", "'tls'"]),
@@ -676,3 +681,23 @@ def test_bad_stall_overrides_say_what_is_wrong(tmp_path, toml, words):
     message = config_error(tmp_path, toml)
     for word in words:
         assert word in message, (word, message)
+
+
+def test_plugin_tables_are_that_plugins_settings(tmp_path):
+    config = load(tmp_path, '[plugins]\ndisable = ["stall"]\n[plugins.my-plugin]\nlimit = 3\nnames = ["a"]\n')
+    assert config["plugins"]["disable"] == ["stall"]
+    assert config.plugin("my-plugin") == {"limit": 3, "names": ["a"]} and config.plugin("other") == {}
+    assert "unknown key in [plugins]" in config_error(tmp_path, "[plugins]\nlimit = 3\n")
+
+
+def test_systemds_configuration_directory_holds_the_default_file(tmp_path):
+    directory = tmp_path / "etc"
+    directory.mkdir()
+    assert load(tmp_path, environ={"CONFIGURATION_DIRECTORY": str(directory)}).file is None, "no file there: defaults"
+    (directory / "agentwatch.toml").write_text('[log]\nlevel = "error"\n')
+    config = load(tmp_path, environ={"CONFIGURATION_DIRECTORY": str(directory)})
+    assert config["log"]["level"] == "error" and config.file == directory / "agentwatch.toml"
+    explicit = tmp_path / "explicit.toml"
+    explicit.write_text('[log]\nlevel = "debug"\n')
+    environ = {"CONFIGURATION_DIRECTORY": str(directory), "AGENTWATCH_CONFIG": str(explicit)}
+    assert load(tmp_path, environ=environ)["log"]["level"] == "debug", "AGENTWATCH_CONFIG comes first"

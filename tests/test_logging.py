@@ -2,6 +2,8 @@
 
 import io
 import json
+import logging
+import os
 import signal
 
 import pytest
@@ -84,3 +86,47 @@ def test_console_format_on_request():
     assert "listening" in text and "address" in text
     with pytest.raises(ValueError):
         json.loads(text)
+
+
+@pytest.mark.parametrize("ours", [True, False])
+def test_under_journald_each_line_starts_with_its_priority(tmp_path, ours):
+    path, other = tmp_path / "journal", tmp_path / "redirected"
+    other.touch()
+    with path.open("w") as stream:
+        named = os.fstat(stream.fileno()) if ours else os.stat(other)
+        configure_logging("debug", "auto", stream, environ={"JOURNAL_STREAM": f"{named.st_dev}:{named.st_ino}"})
+        try:
+            log = get_logger("agentwatch.test")
+            log.debug("d")
+            log.info("i")
+            log.warning("w")
+            log.error("e")
+            logging.getLogger("trio-websocket").warning("foreign")
+        finally:
+            configure_logging("info", "json", open(os.devnull, "w"))  # noqa: SIM115
+    lines = path.read_text().splitlines()
+    if ours:
+        assert [line[:3] for line in lines] == ["<7>", "<6>", "<4>", "<3>", "<4>"]
+        lines = [line[3:] for line in lines]
+    assert [json.loads(line)["event"] for line in lines] == ["d", "i", "w", "e", "foreign"]
+
+
+async def test_the_event_log_has_a_line_per_stored_event_and_no_content(tmp_path):
+    daemon = DaemonProcess(tmp_path / "state", env={"AGENTWATCH_LOG_EVENTS": "true"})
+    running = await daemon.ready()
+    async with agent(running, "a1") as a:
+        await a.hello()
+        await a.event(1, {"kind": "prompt", "text": "secret prompt"})
+        await a.event(2, {"kind": "tool_use", "tool": "Bash", "input": {"command": "rm -rf secret"}})
+        await a.event(3, {"kind": "tool_result", "tool": "Bash", "is_error": True, "text": "secret output"})
+        await a.until_ack(3)
+    daemon.proc.send_signal(signal.SIGTERM)
+    assert await daemon.wait() == 0
+    assert "secret" not in daemon.log_path.read_text()
+    stored = [line for line in daemon.lines() if line["event"] == "event_stored"]
+    assert [(line["logger"], line["seq"], line["kind"], line.get("tool"), line.get("is_error")) for line in stored] == [
+        ("agentwatch.events", 1, "prompt", None, None),
+        ("agentwatch.events", 2, "tool_use", "Bash", None),
+        ("agentwatch.events", 3, "tool_result", "Bash", True),
+    ]
+    assert {(line["agent_id"], line["session"], line["format"], line["level"]) for line in stored} == {("a1", 0, "agentwatch", "info")}

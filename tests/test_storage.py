@@ -22,7 +22,7 @@ class Outcome:
         self.acked: int | None = None
         self.failure: tuple[str, str] | None = None
 
-    def committed(self, acked_seq: int, stored: list[StoredEvent]) -> None:
+    def committed(self, batch, acked_seq: int, stored: list[StoredEvent]) -> None:
         self.acked = acked_seq
         self.done.set()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import NamedTuple
 
@@ -37,3 +38,13 @@ def parse_address(text: str) -> Address:
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ValueError(f"{expected}; got {text!r}")
     return TcpAddress(host, int(port))
+
+
+def is_loopback(address: Address) -> bool:
+    """Whether only this machine can reach ``address``: a Unix socket, ``localhost``, 127.0.0.0/8 or ::1."""
+    if isinstance(address, UnixAddress) or address.host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address.host).is_loopback
+    except ValueError:  # a host name other than localhost
+        return False

@@ -57,6 +57,12 @@ class HandshakeGuard:
         self._expected = f"Bearer {token}".encode() if token is not None else None
         self._origins = {origin.encode() for origin in allowed_origins}
 
+    def allowing(self, allowed_origins: Iterable[str]) -> HandshakeGuard:
+        """The same token check with other allowed origins (a reload)."""
+        guard = HandshakeGuard(None, allowed_origins)
+        guard._expected = self._expected
+        return guard
+
     def check(self, headers: Iterable[tuple[bytes, bytes]]) -> int | None:
         """401 without the right bearer token (when auth is on), 403 for a foreign Origin."""
         authorization = origin = None

@@ -44,6 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     prune.add_argument("--json", action="store_true", help="print the report as JSON")
     _watch_commands(commands, common)
     _agent_commands(commands, common)
+    _systemd_commands(commands)
     return parser
 
 
@@ -108,6 +109,23 @@ def _agent_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser
     commands.add_parser("flush", parents=[common], help="deliver events waiting in the outbox now")
 
 
+def _systemd_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``agentwatch systemd install``: the units in systemd/ (see systemd/README.md)."""
+    systemd = commands.add_parser("systemd", help="install agentwatch's systemd units")
+    actions = systemd.add_subparsers(dest="action", required=True, metavar="ACTION")
+    install = actions.add_parser(
+        "install",
+        help="write agentwatch.service and agentwatch.socket where systemd reads them",
+        description="Write agentwatch.service and agentwatch.socket, with ExecStart= naming this agentwatch, into "
+        "/etc/systemd/system (or ~/.config/systemd/user with --user). Units already there and the same are left "
+        "alone; one that differs is replaced only with --force.",
+    )
+    install.add_argument("--user", action="store_true", help="your own units, for systemctl --user")
+    install.add_argument("--unit-dir", type=Path, metavar="DIR", help="write them into DIR instead")
+    install.add_argument("--dry-run", action="store_true", help="print the units; write nothing")
+    install.add_argument("--force", action="store_true", help="replace units that differ (edited by hand, another version)")
+
+
 AGENT_COMMANDS = frozenset({"run", "hooks", "import", "flush"})
 
 
@@ -121,6 +139,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from agentwatch.hook_command import main as hook
 
         return hook()
+    if args.command == "systemd":
+        from agentwatch.systemd_units import run as systemd
+
+        return systemd(args)
     config = _load(Overrides(args.config, args.state_dir))
     if config is None:
         return EXIT_CONFIG
@@ -149,14 +171,15 @@ def _serve(args: argparse.Namespace) -> int:
     from agentwatch.logs import configure_logging, get_logger
     from agentwatch.store import StoreRefused
 
-    config = _load(Overrides(args.config, args.state_dir, args.listen, args.no_auth, args.log_level, args.log_format))
+    overrides = Overrides(args.config, args.state_dir, args.listen, args.no_auth, args.log_level, args.log_format)
+    config = _load(overrides)
     if config is None:
         return EXIT_CONFIG
     configure_logging(config["log"]["level"], config["log"]["format"])
     log = get_logger("agentwatch.cli")
     failures: list[BaseException] = []
     try:
-        trio.run(serve, config)
+        trio.run(serve, config, lambda: load_config(overrides))
     except* (StartupError, StoreRefused, TokenFileError) as group:
         failures = leaves(group)
     for exc in failures:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agentwatch.addresses import parse_address
+from agentwatch.addresses import is_loopback, parse_address
 from agentwatch.paths import state_dir_from
 
 
@@ -135,6 +135,17 @@ def _stall_overrides(value: Any) -> dict[str, dict[str, float]]:
     return overrides
 
 
+def _loopback_or_off(value: Any) -> str:
+    """One loopback address, or "" (off): what the metrics endpoint listens on."""
+    if value == "":
+        return ""
+    text = _string(value)
+    if not is_loopback(parse_address(text)):
+        raise ValueError(f"a loopback address (127.0.0.1:PORT, [::1]:PORT or unix:/path), or \"\" for off; {text} is "
+                         "reachable from other machines: put a proxy with authentication in front instead")
+    return text
+
+
 def _listen_list(value: Any) -> list[str]:
     addresses = _string_list(value)
     if not addresses:
@@ -193,6 +204,10 @@ SCHEMA: dict[str, dict[str, tuple[Callable[[Any], Any], Any]]] = {
     "log": {
         "level": (_choice("debug", "info", "warning", "error"), "info"),
         "format": (_choice("auto", "json", "console"), "auto"),
+        "events": (_bool, False),  # one line per stored event (logger agentwatch.events)
+    },
+    "metrics": {
+        "listen": (_loopback_or_off, ""),  # Prometheus text on this loopback address; "" is off
     },
 }
 
@@ -203,9 +218,16 @@ class Config:
 
     state_dir: Path
     values: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: ``[plugins.NAME]`` tables of the configuration file, by plugin name, as written.
+    plugin_settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    file: Path | None = None  # the configuration file read, if any
 
     def __getitem__(self, section: str) -> Mapping[str, Any]:
         return self.values[section]
+
+    def plugin(self, name: str) -> Mapping[str, Any]:
+        """The settings table ``[plugins.NAME]`` of plugin ``name`` (empty when there is none)."""
+        return self.plugin_settings.get(name, {})
 
     def state_path(self, relative: str) -> Path:
         """A path from the configuration, relative to the state directory unless absolute."""
@@ -229,7 +251,7 @@ def _set(values: dict[str, dict[str, Any]], section: str, key: str, raw: Any, or
         raise ConfigError(f"[{section}] {key} = {raw!r} ({origin}) is not allowed: expected {exc}") from None
 
 
-def _apply_file(values: dict[str, dict[str, Any]], path: Path) -> None:
+def _apply_file(values: dict[str, dict[str, Any]], plugin_settings: dict[str, Any], path: Path) -> None:
     try:
         document = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -244,7 +266,10 @@ def _apply_file(values: dict[str, dict[str, Any]], path: Path) -> None:
         if not isinstance(table, dict):
             raise ConfigError(f"{section} in {path} must be a table: write [{section}] and its keys below it")
         for key, raw in table.items():
-            _set(values, section, key, raw, str(path))
+            if section == "plugins" and isinstance(raw, dict):
+                plugin_settings[key] = raw  # [plugins.NAME]: that plugin's own settings
+            else:
+                _set(values, section, key, raw, str(path))
 
 
 #: ``AGENTWATCH_*`` variables that are not ``<SECTION>_<KEY>`` settings.
@@ -282,9 +307,10 @@ def load_config(overrides: Overrides, environ: Mapping[str, str] | None = None) 
     values: dict[str, dict[str, Any]] = {
         section: {key: default for key, (_, default) in keys.items()} for section, keys in SCHEMA.items()
     }
-    config_file = overrides.config_file or (Path(environ["AGENTWATCH_CONFIG"]) if environ.get("AGENTWATCH_CONFIG") else None)
+    plugin_settings: dict[str, Any] = {}
+    config_file = overrides.config_file or default_config_file(environ)
     if config_file is not None:
-        _apply_file(values, config_file)
+        _apply_file(values, plugin_settings, config_file)
     _apply_environment(values, environ)
     if overrides.listen:
         _set(values, "server", "listen", overrides.listen, "--listen")
@@ -297,4 +323,15 @@ def load_config(overrides: Overrides, environ: Mapping[str, str] | None = None) 
     if overrides.log_format:
         _set(values, "log", "format", overrides.log_format, "--log-format")
     state_dir = overrides.state_dir or state_dir_from(environ)
-    return Config(state_dir=state_dir.expanduser(), values=values)
+    return Config(state_dir=state_dir.expanduser(), values=values, plugin_settings=plugin_settings, file=config_file)
+
+
+def default_config_file(environ: Mapping[str, str]) -> Path | None:
+    """``$AGENTWATCH_CONFIG``, else ``agentwatch.toml`` in systemd's ``$CONFIGURATION_DIRECTORY`` if it
+    exists there, else none (defaults and the environment only)."""
+    if environ.get("AGENTWATCH_CONFIG"):
+        return Path(environ["AGENTWATCH_CONFIG"])
+    if directory := environ.get("CONFIGURATION_DIRECTORY"):
+        candidate = Path(directory.split(":")[0]) / "agentwatch.toml"
+        return candidate if candidate.is_file() else None
+    return None

@@ -12,6 +12,7 @@ import itertools
 import os
 import re
 import signal
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 
@@ -21,17 +22,24 @@ from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketReque
 
 from agentwatch import __version__, daemon_file
 from agentwatch.auth import HandshakeGuard, ensure_token
-from agentwatch.config import Config
+from agentwatch.config import Config, ConfigError
+from agentwatch.daemon_metrics import DaemonMetrics
 from agentwatch.ingest import CLOSE_TIMEOUT, AgentConnection
 from agentwatch.keepalive import CLOSE_PING_TIMEOUT, unanswered_ping
-from agentwatch.addresses import parse_address
+from agentwatch.addresses import UnixAddress, parse_address
 from agentwatch.listeners import bound_address, open_listener
-from agentwatch.logs import get_logger
+from agentwatch.logs import get_logger, set_level
+from agentwatch.metrics import Registry
+from agentwatch.metrics_http import METRICS_PATH, serve_metrics
 from agentwatch.model import StoredEvent
 from agentwatch.plugin_manager import PluginError, Plugins
+from agentwatch.reload import reconcile
+from agentwatch.sd_notify import Notifier
 from agentwatch.session_facts import SessionFacts
+from agentwatch.socket_activation import ActivationError, InheritedSocket, inherited_sockets
 from agentwatch.store import SessionKey, Store
 from agentwatch.subscriptions import ConnectionSubscriptions
+from agentwatch.supervision import supervise
 from agentwatch.watch import WatchConnection
 
 log = get_logger(__name__)
@@ -48,24 +56,42 @@ class StartupError(Exception):
 
 
 class Daemon:
-    """One agentwatch daemon instance with its own plugin manager, store and connections."""
+    """One agentwatch daemon instance with its own plugin manager, store and connections.
 
-    def __init__(self, config: Config, plugins: Plugins | None = None) -> None:
+    ``notifier`` talks to the service manager; ``inherited`` are listening sockets it passed
+    (socket activation), used instead of binding ``server.listen``.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        plugins: Plugins | None = None,
+        *,
+        notifier: Notifier | None = None,
+        inherited: Sequence[InheritedSocket] = (),
+    ) -> None:
         self.config = config
+        self.notifier = notifier or Notifier(None)
+        self._inherited = inherited
         try:
             self.plugins = plugins or Plugins(config["plugins"]["disable"])
             self.formats = self.plugins.formats()
             self.watch_methods = self.plugins.watch_methods()
             self.topics = self.plugins.topics()
+            self.plugins.check_config(config)
         except PluginError as exc:
             raise StartupError(str(exc)) from None
-        store = self.plugins.hook.agentwatch_open_store(config=config)
+        self.metrics = DaemonMetrics(self, Registry())
+        store = self.plugins.hook.agentwatch_open_store(config=config, metrics=self.metrics.registry)
         if store is None:
             raise StartupError("no plugin provides a store: 'storage' is disabled and no installed plugin replaces it")
         self.store: Store = store
         self.connections: dict[str, AgentConnection] = {}
         self.subscriptions = 0  # live subscriptions on /v1/watch
         self.addresses: list[str] = []
+        self.metrics_addresses: list[str] = []  # where Prometheus scrapes (metrics.listen)
+        self.events_stored = 0  # since start
+        self._socket_files: list[Path] = []  # Unix sockets this daemon made (and removes)
         self._started_at = 0.0
         self._stop_requested = trio.Event()
         self._draining = False
@@ -93,12 +119,43 @@ class Daemon:
         if self._draining and not self.connections:
             self._drained.set()
 
+    def watchers(self) -> int:
+        """Connections on /v1/watch now."""
+        return len(self._watchers)
+
     def uptime(self) -> float:
         return trio.current_time() - self._started_at
 
     def stop(self) -> None:
         """Begin a graceful shutdown (what SIGINT and SIGTERM do)."""
         self._stop_requested.set()
+
+    def status_line(self, events_per_s: float) -> str:
+        """One line for ``systemctl status``."""
+        return (f"{len(self.connections)} agents connected, {events_per_s:.1f} events/s, "
+                f"{self.events_stored} stored since start, {self.watchers()} watchers")
+
+    async def reload(self, load: Callable[[], Config]) -> bool:
+        """Take the configuration ``load`` returns (SIGHUP), keeping every connection; a configuration
+        that does not load or that a plugin refuses leaves the running one in force."""
+        self.notifier.reloading()
+        try:
+            loaded = await trio.to_thread.run_sync(load)
+            update = reconcile(self.config, loaded)
+            self.plugins.check_config(update.config)
+        except (ConfigError, PluginError) as exc:
+            log.error("reload_refused", error=str(exc), hint="the running configuration stays in force; fix the file and reload again")
+            return False
+        finally:
+            self.notifier.ready(self.status_line(0.0))
+        previous, self.config = self.config, update.config
+        set_level(self.config["log"]["level"])
+        self._guard = self._guard.allowing(self.config["auth"]["allowed_origins"])
+        self.plugins.notify("agentwatch_config_reloaded", config=self.config, previous=previous)
+        if update.needs_restart:
+            log.warning("reload_needs_restart", settings=update.needs_restart, hint="these keep their running values until a restart")
+        log.info("reloaded", changed=update.changed)
+        return True
 
     # --- running ---
 
@@ -116,6 +173,7 @@ class Daemon:
             await daemon_nursery.start(self.store.run, self._on_commit)
             async with trio.open_nursery() as handlers:
                 listeners = await self._listen()
+                await self._serve_metrics(daemon_nursery, listeners)
                 with trio.CancelScope() as accepting:
                     async with trio.open_nursery() as server_nursery:
                         await server_nursery.start(
@@ -126,27 +184,60 @@ class Daemon:
                         log.info(
                             "ready", version=__version__, pid=os.getpid(), addresses=self.addresses, state_dir=str(self.config.state_dir),
                             auth=auth["enabled"], plugins=self.plugins.names(),
+                            config_file=str(self.config.file) if self.config.file else None,
                         )
+                        self.notifier.ready(self.status_line(0.0))
+                        daemon_nursery.start_soon(supervise, self)
                         task_status.started(self.addresses)
                         await self._stop_requested.wait()
+                        self.notifier.stopping()
                         accepting.cancel()
-                await _close_listeners(listeners, self.addresses)
+                await self._close(listeners)
                 await trio.to_thread.run_sync(daemon_file.withdraw, self.config.state_dir)
                 await self._drain(handlers)
             daemon_nursery.cancel_scope.cancel()
         log.info("stopped")
 
     async def _listen(self) -> list[trio.SocketListener]:
-        listeners: list[trio.SocketListener] = []
+        if self._inherited:
+            listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(passed.socket)) for passed in self._inherited]
+            self.addresses = [bound_address(listener) for listener in listeners]
+            log.info("socket_activated", addresses=self.addresses, names=[passed.name for passed in self._inherited])
+            return listeners
+        listeners = []
         for text in self.config["server"]["listen"]:
+            address = parse_address(text)
             try:
-                opened = await open_listener(parse_address(text))
+                opened = await open_listener(address)
             except OSError as exc:
-                await _close_listeners(listeners, self.addresses)
+                await self._close(listeners)
                 raise StartupError(f"cannot listen on {text}: {exc.strerror or exc}; choose another address with --listen") from None
             listeners.extend(opened)
+            if isinstance(address, UnixAddress):
+                self._socket_files.append(address.path)
         self.addresses = [bound_address(listener) for listener in listeners]
         return listeners
+
+    async def _serve_metrics(self, nursery: trio.Nursery, listeners: list[trio.SocketListener]) -> None:
+        """Serve Prometheus metrics on ``metrics.listen`` (a loopback address), if set."""
+        if not (text := self.config["metrics"]["listen"]):
+            return
+        try:
+            opened = await open_listener(parse_address(text))
+        except OSError as exc:
+            await self._close(listeners)
+            raise StartupError(f"cannot serve metrics on {text}: {exc.strerror or exc}; choose another metrics.listen") from None
+        await nursery.start(serve_metrics, opened, self.metrics.registry)
+        self.metrics_addresses = [bound_address(listener) for listener in opened]
+        log.info("metrics_listening", addresses=self.metrics_addresses, path=METRICS_PATH)
+
+    async def _close(self, listeners: list[trio.SocketListener]) -> None:
+        """Close listeners (again, harmlessly, if serving closed them) and remove the socket files
+        this daemon made; a socket systemd passed stays with systemd."""
+        for listener in listeners:
+            await listener.aclose()
+        for path in self._socket_files:
+            path.unlink(missing_ok=True)
 
     async def _announce(self) -> None:
         """Tell clients where this daemon listens (``daemon.json``); without it they use server.listen."""
@@ -177,6 +268,7 @@ class Daemon:
         self, events: list[StoredEvent], sessions: dict[SessionKey, SessionFacts], removed: list[SessionKey]
     ) -> None:
         if events:
+            self.events_stored += len(events)
             self.plugins.notify("agentwatch_events_stored", events=events)
         if sessions:
             self.plugins.notify("agentwatch_sessions_changed", sessions=sessions)
@@ -220,6 +312,7 @@ class Daemon:
                     status = 404
             if status is not None:
                 log.info("handshake_rejected", status=status, path=path[:200], remote=str(request.remote))
+                self.metrics.rejected.labels(str(status)).inc()
                 await request.reject(status, body=_REJECT_BODIES[status])
                 return
             ws = await request.accept()
@@ -267,26 +360,30 @@ _REJECT_BODIES: dict[int, bytes] = {
 }
 
 
-async def _close_listeners(listeners: list[trio.SocketListener], addresses: list[str]) -> None:
-    """Close listeners (again, harmlessly, if serving closed them); remove Unix socket files."""
-    for listener in listeners:
-        await listener.aclose()
-    for address in addresses:
-        if address.startswith("unix:"):
-            Path(address[len("unix:") :]).unlink(missing_ok=True)
-
-
-async def serve(config: Config) -> None:
-    """Run a daemon until SIGINT or SIGTERM, then shut it down gracefully."""
-    daemon = Daemon(config)
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+async def serve(config: Config, load: Callable[[], Config] | None = None) -> None:
+    """Run a daemon until SIGINT or SIGTERM, then shut it down gracefully; SIGHUP reloads the
+    configuration through ``load`` (by default: ``config`` again). The service manager's variables
+    (``NOTIFY_SOCKET``, ``WATCHDOG_*``, ``LISTEN_*``) are taken from the environment."""
+    notifier = Notifier.from_environ(os.environ)
+    try:
+        inherited = inherited_sockets(os.environ)
+    except ActivationError as exc:
+        raise StartupError(str(exc)) from None
+    daemon = Daemon(config, notifier=notifier, inherited=inherited)
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
         async with trio.open_nursery() as nursery:
 
-            async def stop_on_signal() -> None:
+            async def on_signal() -> None:
                 async for signum in signals:
                     log.info("signal", signal=signal.Signals(signum).name)
-                    daemon.stop()
+                    if signum == signal.SIGHUP:
+                        await daemon.reload(load or (lambda: config))
+                    else:
+                        daemon.stop()
 
-            nursery.start_soon(stop_on_signal)
-            await daemon.run()
+            nursery.start_soon(on_signal)
+            try:
+                await daemon.run()
+            finally:
+                notifier.close()
             nursery.cancel_scope.cancel()

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
     from agentwatch.config import Config
     from agentwatch.daemon import Daemon
+    from agentwatch.metrics import Registry
     from agentwatch.model import AgentInfo, Format, StoredEvent
     from agentwatch.session_facts import SessionFacts
     from agentwatch.store import Store
@@ -32,8 +33,9 @@ def agentwatch_register_formats(register: Callable[[Format], None]) -> None:
 
 
 @hookspec(firstresult=True)
-def agentwatch_open_store(config: Config) -> Store | None:
-    """Return the store that keeps agents, sessions and events; the first non-None wins."""
+def agentwatch_open_store(config: Config, metrics: Registry) -> Store | None:
+    """Return the store that keeps agents, sessions and events; the first non-None wins. It may add
+    its own series to ``metrics`` (the daemon's Prometheus registry)."""
 
 
 @hookspec
@@ -44,6 +46,18 @@ def agentwatch_register_watch_methods(register: Callable[[str, WatchMethod], Non
 @hookspec
 def agentwatch_register_topics(register: Callable[[str, Topic], None]) -> None:
     """Register topics that ``subscribe`` may name (``register("name", async_topic)``)."""
+
+
+@hookspec
+def agentwatch_check_config(config: Config) -> None:
+    """Check a configuration before the daemon takes it, at start-up and on every reload: raise
+    ``ValueError`` saying what is wrong to refuse it (start-up stops; a reload keeps the old one).
+    A plugin's own settings are ``config.plugin("name")``, the ``[plugins.name]`` table."""
+
+
+@hookspec
+def agentwatch_config_reloaded(config: Config, previous: Config) -> None:
+    """The daemon took a new configuration (SIGHUP): re-read whatever settings the plugin keeps."""
 
 
 @hookspec

@@ -81,6 +81,7 @@ class AgentConnection:
         self._refused: tuple[int, str] | None = None  # (seq, code) of a transient refusal not yet resent
         self._ack_target = 0
         self._ack_due = False  # a commit since the last ack: duplicates are acknowledged too
+        self._unacked_events = 0  # committed since the last ack (for the metrics)
         self._failures: deque[dict[str, Any]] = deque()
         self._wakeup = trio.Event()
         self._outstanding = 0
@@ -92,9 +93,10 @@ class AgentConnection:
 
     # --- BatchSink: called by the store's writer after a commit (or a failure) ---
 
-    def committed(self, acked_seq: int, stored: list[StoredEvent]) -> None:
+    def committed(self, batch: Batch, acked_seq: int, stored: list[StoredEvent]) -> None:
         self._ack_target = max(self._ack_target, acked_seq)
         self._ack_due = True
+        self._unacked_events += len(batch.events)
         self._settle()
 
     def failed(self, batch: Batch, code: str, message: str) -> None:
@@ -241,6 +243,7 @@ class AgentConnection:
         self._outstanding += 1
         sent_before, self._max_sent = self._max_sent, previous
         batch = Batch(self.agent_id, incoming, now_ms(), self, len(message))
+        self.daemon.metrics.received.inc(len(incoming))
         try:
             if self._reading.cancel_called:  # stopped as this frame arrived: it is still submitted
                 with trio.move_on_after(CLOSE_TIMEOUT) as shielded:
@@ -273,6 +276,8 @@ class AgentConnection:
     # --- frames out ---
 
     async def _send(self, frame: dict[str, Any]) -> None:
+        if frame["type"] == "error":
+            self.daemon.metrics.errors.labels(frame["code"]).inc()
         try:
             await self.ws.send_message(json.dumps(frame))
         except ConnectionClosed:
@@ -283,6 +288,8 @@ class AgentConnection:
             await self._send(self._failures.popleft())
         if self._ack_due:
             self._ack_due = False
+            self.daemon.metrics.acked.inc(self._unacked_events)
+            self._unacked_events = 0
             await self._send({"type": "ack", "seq": self._ack_target})
 
     async def _send_acks(self) -> None:

@@ -89,8 +89,9 @@ class IncomingEvent:
 class BatchSink(Protocol):
     """Where the store reports the fate of a :class:`Batch` (the ingest connection)."""
 
-    def committed(self, acked_seq: int, stored: list[StoredEvent]) -> None:
-        """Every event of the agent up to ``acked_seq`` is durable; ``stored`` are the new rows."""
+    def committed(self, batch: Batch, acked_seq: int, stored: list[StoredEvent]) -> None:
+        """``batch`` was committed: every event of the agent up to ``acked_seq`` is durable;
+        ``stored`` are the new rows."""
 
     def failed(self, batch: Batch, code: str, message: str) -> None:
         """Nothing of ``batch`` was stored and it will not be acknowledged; ``code`` is

@@ -16,6 +16,7 @@ from agentwatch.model import Format
 from agentwatch.plugins import BUILTIN_PLUGINS
 
 if TYPE_CHECKING:
+    from agentwatch.config import Config
     from agentwatch.subscriptions import Topic
     from agentwatch.watch import WatchMethod
 
@@ -90,6 +91,17 @@ class Plugins:
                 impl.function(*[kwargs[name] for name in impl.argnames])
             except Exception:
                 self.record_error(impl.plugin_name, hook_name)
+
+    def check_config(self, config: Config) -> None:
+        """Ask every plugin whether it accepts ``config``; the first refusal raises PluginError."""
+        for impl in reversed(self.manager.hook.agentwatch_check_config.get_hookimpls()):
+            try:
+                impl.function(config)
+            except ValueError as exc:
+                raise PluginError(f"plugin {impl.plugin_name!r} refuses the configuration: {exc}") from None
+            except Exception as exc:
+                self.record_error(impl.plugin_name, "agentwatch_check_config")
+                raise PluginError(f"plugin {impl.plugin_name!r} failed checking the configuration: {exc!r}") from None
 
     def formats(self) -> dict[str, tuple[Format, str]]:
         """Every registered format by name, with the name of the plugin that registered it."""

@@ -15,6 +15,7 @@ import trio
 
 from agentwatch.client import ClientError, call, find_daemon
 from agentwatch.config import Config
+from agentwatch.metrics import Registry
 from agentwatch.plugin_manager import Plugins
 from agentwatch.plugins.retention import limits_of, sweep
 from agentwatch.store import Store, StoreInUse, StoreRefused
@@ -22,7 +23,7 @@ from agentwatch.store import Store, StoreInUse, StoreRefused
 
 async def prune(config: Config, *, dry_run: bool, progress: Callable[[int, int], None]) -> dict[str, Any]:
     """Sweep the configured store once (or say what a sweep would remove); returns the report."""
-    store = Plugins(config["plugins"]["disable"]).hook.agentwatch_open_store(config=config)
+    store = Plugins(config["plugins"]["disable"]).hook.agentwatch_open_store(config=config, metrics=Registry())
     if store is None:
         raise StoreRefused("no plugin provides a store: 'storage' is disabled and no installed plugin replaces it")
     path = getattr(store, "path", None)

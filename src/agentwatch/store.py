@@ -76,6 +76,10 @@ class Store(Protocol):
         of the facts (:mod:`agentwatch.session_facts`) of every session the commit changed.
         """
 
+    def writer_busy_for(self) -> float:
+        """Seconds the write in progress has taken so far; 0 when the writer is idle. The watchdog
+        stops vouching for the daemon while one write takes longer than its interval."""
+
     async def hello(self, agent_id: str, agent: AgentInfo, at_ms: int) -> tuple[int, int]:
         """Record an agent's hello; return its ``(session, acked_seq)``, both already durable."""
 

@@ -9,6 +9,8 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "attention": "agentwatch.plugins.attention:AttentionPlugin",
     "stall": "agentwatch.plugins.stall:StallPlugin",
     "retention": "agentwatch.plugins.retention:RetentionPlugin",
+    "event-log": "agentwatch.plugins.event_log:EventLog",
+    "metrics": "agentwatch.plugins.metrics:MetricsPlugin",
     "agentwatch": "agentwatch.plugins.formats.canonical",
     "claude-stream-json": "agentwatch.plugins.formats.claude_stream_json",
     "claude-hook": "agentwatch.plugins.formats.claude_hook",

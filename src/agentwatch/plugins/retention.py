@@ -23,6 +23,7 @@ from agentwatch.store import RetentionLimits, StorageUnavailable, Store
 from agentwatch.watch import Params, WatchMethod
 
 if TYPE_CHECKING:
+    from agentwatch.config import Config
     from agentwatch.daemon import Daemon
 
 log = get_logger(__name__)
@@ -89,6 +90,7 @@ class RetentionPlugin:
 
     def __init__(self) -> None:
         self._one_at_a_time = trio.Lock()
+        self._reloaded = trio.Event()
 
     @hookimpl
     def agentwatch_startup(self, daemon: Daemon, nursery: trio.Nursery) -> None:
@@ -98,15 +100,24 @@ class RetentionPlugin:
     def agentwatch_register_watch_methods(self, register: Callable[[str, WatchMethod], None]) -> None:
         register("retention.prune", self._prune)
 
+    @hookimpl
+    def agentwatch_config_reloaded(self, config: Config, previous: Config) -> None:
+        self._reloaded.set()
+
     async def _run(self, daemon: Daemon) -> None:
-        interval = daemon.config["retention"]["interval"]
-        await trio.sleep(min(FIRST_SWEEP_AFTER, interval))
+        last, swept = trio.current_time(), False
         while True:
+            interval = daemon.config["retention"]["interval"]
+            with trio.move_on_at(last + (interval if swept else min(FIRST_SWEEP_AFTER, interval))) as waiting:
+                await self._reloaded.wait()
+                self._reloaded = trio.Event()
+            if not waiting.cancelled_caught:
+                continue  # reloaded: the next sweep is due at the new interval after the last one
             try:
                 await self.sweep(daemon)
             except StorageUnavailable as exc:
                 log.error("retention_failed", error=str(exc), hint=f"the next sweep is in {interval:g}s")
-            await trio.sleep(interval)
+            last, swept = trio.current_time(), True
 
     async def sweep(self, daemon: Daemon, *, dry_run: bool = False) -> dict[str, Any]:
         """One sweep of ``daemon``'s store with its configured limits; returns the report."""

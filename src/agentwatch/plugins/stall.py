@@ -22,6 +22,7 @@ from agentwatch.model import AgentInfo, iso_ms, now_ms
 from agentwatch.session_facts import SessionFacts, is_working, last_activity, newer
 
 if TYPE_CHECKING:
+    from agentwatch.config import Config
     from agentwatch.daemon import Daemon
 
 log = get_logger(__name__)
@@ -50,6 +51,18 @@ class StallPlugin:
         self._daemon = daemon
         self._settings = daemon.config["stall"]
         nursery.start_soon(self._run, daemon)
+
+    @hookimpl
+    def agentwatch_config_reloaded(self, config: Config, previous: Config) -> None:
+        """New thresholds apply at once: every session's deadline is worked out again (a stall
+        already announced stays until its episode ends)."""
+        self._settings = config["stall"]
+        self._thresholds.clear()
+        self._armed.clear()
+        self._heap.clear()
+        for key, facts in self._facts.items():
+            self._arm(key, facts)
+        self._wake.set()
 
     @hookimpl
     def agentwatch_agent_connected(self, agent_id: str, agent: AgentInfo, session: int) -> None:

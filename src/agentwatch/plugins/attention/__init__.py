@@ -26,6 +26,7 @@ from agentwatch.subscriptions import Subscription, Topic
 from agentwatch.watch import Params, WatchMethod
 
 if TYPE_CHECKING:
+    from agentwatch.config import Config
     from agentwatch.daemon import Daemon
 
 log = get_logger(__name__)
@@ -57,6 +58,10 @@ class AttentionPlugin:
         self._worktrees.interval = daemon.config["attention"]["git_check_interval"]
         nursery.start_soon(self._worktrees.run)
         nursery.start_soon(self._load, daemon)
+
+    @hookimpl
+    def agentwatch_config_reloaded(self, config: Config, previous: Config) -> None:
+        self._worktrees.interval = config["attention"]["git_check_interval"]
 
     async def _load(self, daemon: Daemon) -> None:
         current = await daemon.store.current_sessions()

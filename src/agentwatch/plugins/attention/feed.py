@@ -15,6 +15,10 @@ from agentwatch.session_facts import SessionFacts
 SessionKey = tuple[str, int]  # (agent_id, session)
 
 
+#: Every attention state, most urgent first.
+STATES = ("needs_permission", "error", "stalled", "awaiting_reply")
+
+
 @dataclass(frozen=True, slots=True)
 class Need:
     """Why a session needs the person, and since when (unix ms)."""

@@ -19,6 +19,7 @@ import apsw
 import trio
 
 from agentwatch.logs import get_logger
+from agentwatch.metrics import Registry
 from agentwatch.model import AgentInfo, Batch, StoredEvent, iso_ms
 from agentwatch.plugins.storage import removal
 from agentwatch.plugins.storage.checkpoints import Checkpointer
@@ -36,6 +37,8 @@ MAX_EVENTS_PER_COMMIT = 5000
 MAX_PAGE_BYTES = 8 << 20  # an events.list page stops growing past this many bytes of records
 READERS = 2
 WAL_KEEP_BYTES = 32 << 20  # the WAL file is truncated back to this after a checkpoint
+COMMIT_EVENT_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, MAX_EVENTS_PER_COMMIT)
+COMMIT_SECONDS_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 #: Errors of the storage itself (all frames fail); any other error is about one frame's data (see _commit).
 _UNAVAILABLE = (
@@ -94,18 +97,32 @@ class _SessionDelta:
 class SqliteStore:
     """Agents, sessions and events in one SQLite file (see :class:`agentwatch.store.Store`)."""
 
-    def __init__(self, path: Path, *, synchronous: str = "full", queue_bytes: int = 8 << 20) -> None:
+    def __init__(
+        self, path: Path, *, synchronous: str = "full", queue_bytes: int = 8 << 20, metrics: Registry | None = None
+    ) -> None:
         self.path = path
         self._synchronous = synchronous
         self._queue = WriteQueue[_Hello](queue_bytes)
         self._writer: apsw.Connection | None = None
         self._write_limiter = trio.CapacityLimiter(1)
+        self._busy_since: float | None = None  # trio time the write in progress began
         self._read_limiter = trio.CapacityLimiter(READERS)
         self._idle_readers: list[apsw.Connection] = []
         self._agents: dict[str, _AgentState] = {}
         self._lock_fd: int | None = None
         self._checkpointer = Checkpointer(path)
         self._on_commit: OnCommit = lambda events, facts, removed: None
+        metrics = metrics or Registry()
+        self._commit_events = metrics.histogram(
+            "agentwatch_commit_events", "Events written per commit (group commit batch size).", COMMIT_EVENT_BUCKETS
+        ).labels()
+        self._commit_seconds = metrics.histogram(
+            "agentwatch_commit_duration_seconds", "Time from the writer taking a commit's frames to their transaction being durable.",
+            COMMIT_SECONDS_BUCKETS,
+        ).labels()
+        self._duplicates = metrics.counter(
+            "agentwatch_events_deduplicated_total", "Events acknowledged but not stored again: their seq was already stored."
+        ).labels()
 
     # --- lifecycle ---
 
@@ -204,8 +221,9 @@ class SqliteStore:
 
     async def _commit(self, items: list[_Item], on_commit: OnCommit) -> None:
         """Write ``items`` in one transaction, then tell their senders (and ``on_commit``)."""
+        started = trio.current_time()
         try:
-            results, facts = await trio.to_thread.run_sync(self._write, items, limiter=self._write_limiter)
+            results, facts = await self._on_writer_thread(self._write, items)
         except StorageUnavailable as exc:
             log.error("storage_unavailable", error=str(exc), frames=len(items))
             self._fail(items, "storage_unavailable", str(exc))
@@ -219,6 +237,7 @@ class SqliteStore:
             self._fail(items, "internal", "the daemon could not store this frame; see its log")
             return
         self._checkpointer.committed()
+        self._commit_seconds.observe(trio.current_time() - started)
         committed: list[StoredEvent] = []
         for item, result in zip(items, results, strict=True):
             if isinstance(item, Batch):
@@ -226,11 +245,14 @@ class SqliteStore:
                 if isinstance(result, str):
                     item.sink.failed(item, "storage_unavailable", result)
                 else:
-                    item.sink.committed(result[0], result[1])
-                    committed.extend(result[1])
+                    acked_seq, stored, duplicates = result
+                    item.sink.committed(item, acked_seq, stored)
+                    committed.extend(stored)
+                    self._duplicates.inc(duplicates)
             else:
                 item.result = result
                 item.done.set()
+        self._commit_events.observe(len(committed))
         if committed or facts:
             on_commit(committed, facts, [])
 
@@ -351,7 +373,8 @@ class SqliteStore:
         pending: dict[str, _AgentState],
         sessions: dict[tuple[int, int], _SessionDelta],
         rows: list[tuple[Any, ...]],
-    ) -> tuple[int, list[StoredEvent]] | str:
+    ) -> tuple[int, list[StoredEvent], int] | str:
+        """The batch's rows (appended to ``rows``), or why it cannot be stored: ``(acked_seq, stored, duplicates)``."""
         state = self._state(conn, batch.agent_id, pending)
         if state is None:
             return f"agent {batch.agent_id!r} has no hello on record; reconnect"
@@ -362,8 +385,10 @@ class SqliteStore:
             state.failed_from = None
         at = batch.received_at
         stored: list[StoredEvent] = []
+        duplicates = 0
         for event in batch.events:
             if event.seq <= state.acked_seq:  # a duplicate, also of an earlier event of this batch
+                duplicates += 1
                 continue
             state.acked_seq = event.seq
             normalized = event.normalized
@@ -385,7 +410,7 @@ class SqliteStore:
             )
         if stored:
             state.last_event_at = at
-        return state.acked_seq, stored
+        return state.acked_seq, stored, duplicates
 
     # --- the read side ---
 
@@ -470,9 +495,21 @@ class SqliteStore:
         if self._writer is None:
             raise StorageUnavailable("the store is not open")
         try:
-            return await trio.to_thread.run_sync(function, self._writer, *args, limiter=self._write_limiter)
+            return await self._on_writer_thread(function, self._writer, *args)
         except apsw.Error as exc:
             raise StorageUnavailable(f"{type(exc).__name__}: {exc}") from exc
+
+    async def _on_writer_thread(self, function: Callable[..., Any], *args: Any) -> Any:
+        """``function(*args)`` on a worker thread, one at a time, timed for :meth:`writer_busy_for`."""
+        async with self._write_limiter:
+            self._busy_since = trio.current_time()
+            try:
+                return await trio.to_thread.run_sync(function, *args)
+            finally:
+                self._busy_since = None
+
+    def writer_busy_for(self) -> float:
+        return 0.0 if self._busy_since is None else trio.current_time() - self._busy_since
 
     # --- for tests of failure paths ---
 
