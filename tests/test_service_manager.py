@@ -1,7 +1,9 @@
 """The daemon under a service manager: sd_notify on a real datagram socket, the watchdog on
 virtual time, and socket activation of a real subprocess."""
 
+import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -192,6 +194,38 @@ async def test_a_passed_socket_is_served_and_keeps_clients_waiting_across_a_rest
     listener.close()
 
 
+async def test_systemds_own_socket_activator_starts_it_on_the_first_connection(tmp_path):
+    tool = shutil.which("systemd-socket-activate")
+    if tool is None:
+        pytest.skip("systemd-socket-activate is not installed (apt-get install systemd); CI installs it")
+    probe = socket.create_server(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    address = f"127.0.0.1:{port}"
+    probe.close()
+    state_dir, log_path = tmp_path / "state", tmp_path / "activated.log"
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(
+            [tool, "-l", address, "--fdname=agentwatch", sys.executable, "-m", "agentwatch", "serve",
+             "--state-dir", str(state_dir), "--log-format", "json"],
+            stdout=log, stderr=subprocess.STDOUT,
+        )
+    with trio.fail_after(TIMEOUT):
+        while "Listening on" not in log_path.read_text():
+            await trio.sleep(0.02)
+    stream = await trio.open_tcp_stream("127.0.0.1", port)  # the first connection starts the daemon
+    lines = await wait_for_line(log_path, "ready", proc)
+    await stream.aclose()
+    token = (state_dir / "token").read_text().strip()
+    async with agent(Running(None, address, token), "a1") as a:
+        await a.hello()
+        await a.event(1, {"kind": "output"})
+        await a.until_ack(1)
+    [activated_line] = await wait_for_line(log_path, "socket_activated", proc)
+    assert activated_line["names"] == ["agentwatch"] and lines[0]["addresses"] == [address]
+    proc.send_signal(signal.SIGTERM)
+    assert await trio.to_thread.run_sync(proc.wait, TIMEOUT) == 0
+
+
 async def test_a_passed_file_that_is_not_a_listening_socket_stops_start_up(tmp_path):
     plain = socket.socket()  # a socket, but not listening
     proc = activated(plain, tmp_path / "state")
@@ -211,9 +245,8 @@ def test_sockets_meant_for_another_process_are_left_alone():
 
 
 def read_lines(path):
-    import json
-
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    """The daemon's JSON lines (systemd-socket-activate writes lines of its own)."""
+    return [json.loads(line) for line in path.read_text().splitlines() if line.startswith("{")]
 
 
 async def wait_for_line(path, event, proc):
