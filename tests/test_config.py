@@ -28,6 +28,7 @@ DEFAULTS = {
         "drain_timeout": 10.0,
         "rate_limit": 0.0,
         "rate_burst": 2000,
+        "max_connections": 4096,
     },
     "auth": {"enabled": True, "token_file": "token", "allowed_origins": []},
     "storage": {"path": "agentwatch.db", "synchronous": "full", "queue_bytes": 8 << 20},
@@ -117,6 +118,7 @@ hello_timeout = 3
 drain_timeout = "1m"
 rate_limit = 12.5
 rate_burst = 100
+max_connections = 50
 
 [auth]
 enabled = false
@@ -170,6 +172,7 @@ def test_a_file_with_every_documented_key(tmp_path):
             "drain_timeout": 60.0,
             "rate_limit": 12.5,
             "rate_burst": 100,
+            "max_connections": 50,
         },
         "auth": {"enabled": False, "token_file": "/etc/agentwatch/token", "allowed_origins": ["http://localhost:3000", "https://example.org"]},
         "storage": {"path": "data/events.sqlite", "synchronous": "normal", "queue_bytes": 16384},

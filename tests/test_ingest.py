@@ -6,6 +6,8 @@ import pytest
 import trio
 from trio_websocket import ConnectionRejected, open_websocket_url
 
+from agentwatch.config import Overrides, load_config
+from agentwatch.daemon import Daemon
 from helpers import agent, raw_connect, running_daemon, stored, watcher, ws_frame
 
 
@@ -430,3 +432,23 @@ async def test_storage_failure_is_reported_nothing_is_acked_and_ingest_resumes(s
         await a.event(3, output())
         await a.until_ack(3)
         assert [e["seq"] for e in await stored(d, "a1")] == [1, 2, 3]
+
+
+async def test_a_wrong_token_on_a_unix_socket_gets_its_401(tmp_path):
+    """trio-websocket cannot name a Unix peer; the rejection must still be sent, not the socket dropped."""
+    path = tmp_path / "agentwatch.sock"
+    config = load_config(Overrides(state_dir=tmp_path / "state", listen=[f"unix:{path}"]), environ={})
+    async with trio.open_nursery() as nursery:
+        daemon = Daemon(config)
+        await nursery.start(daemon.run)
+        stream = await trio.open_unix_socket(str(path))
+        await stream.send_all(
+            b"GET /v1/watch HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nAuthorization: Bearer wrong\r\n\r\n"
+        )
+        answer = b""
+        with trio.fail_after(5):
+            while data := await stream.receive_some():
+                answer += data
+        assert answer.startswith(b"HTTP/1.1 401 ")
+        daemon.stop()

@@ -167,6 +167,7 @@ SCHEMA: dict[str, dict[str, tuple[Callable[[Any], Any], Any]]] = {
         "drain_timeout": (_positive_duration, 10.0),
         "rate_limit": (_non_negative_number, 0.0),
         "rate_burst": (_whole_number(1), 2000),
+        "max_connections": (_whole_number(1), 4096),  # sockets at once; more get HTTP 503
     },
     "auth": {
         "enabled": (_bool, True),

@@ -9,6 +9,7 @@ and close with 1001, bounded by ``server.drain_timeout``; then close the store.
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import re
 import signal
@@ -18,14 +19,16 @@ from pathlib import Path
 
 import structlog
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, wrap_server_stream
+from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest
 
 from agentwatch import __version__, daemon_file
 from agentwatch.auth import HandshakeGuard, ensure_token
 from agentwatch.config import Config, ConfigError
+from agentwatch.handshake import handshake, peer
 from agentwatch.daemon_metrics import DaemonMetrics
 from agentwatch.ingest import CLOSE_TIMEOUT, AgentConnection
 from agentwatch.keepalive import CLOSE_PING_TIMEOUT, unanswered_ping
+from agentwatch.limits import BUSY_RESPONSE, connection_cap, raise_fd_limit
 from agentwatch.addresses import UnixAddress, parse_address
 from agentwatch.listeners import bound_address, open_listener
 from agentwatch.logs import get_logger, set_level
@@ -48,7 +51,7 @@ AGENT_PATH = "/v1/agents/"
 WATCH_PATH = "/v1/watch"
 AGENT_ID = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
 HANDSHAKE_TIMEOUT = 10.0
-RECEIVE_BYTES = 65536
+BUSY_LOG_EVERY = 10.0  # seconds between connection_limit lines
 
 
 class StartupError(Exception):
@@ -98,6 +101,10 @@ class Daemon:
         self._drained = trio.Event()
         self._watchers: set[WebSocketConnection] = set()
         self._conn_ids = itertools.count(1)
+        self._sockets = 0  # accepted sockets open now
+        self._max_sockets = connection_cap(config["server"]["max_connections"], raise_fd_limit())
+        self._refused_since_log = 0
+        self._refusal_logged_at = -math.inf
         self._guard = HandshakeGuard(None, ())
 
     # --- registry of agent connections ---
@@ -183,7 +190,7 @@ class Daemon:
                         await self._announce()
                         log.info(
                             "ready", version=__version__, pid=os.getpid(), addresses=self.addresses, state_dir=str(self.config.state_dir),
-                            auth=auth["enabled"], plugins=self.plugins.names(),
+                            auth=auth["enabled"], plugins=self.plugins.names(), max_connections=self._max_sockets,
                             config_file=str(self.config.file) if self.config.file else None,
                         )
                         self.notifier.ready(self.status_line(0.0))
@@ -279,23 +286,44 @@ class Daemon:
 
     async def _serve_stream(self, stream: trio.SocketStream) -> None:
         """One accepted socket: the WebSocket handshake, the endpoint, then the socket closed."""
+        if self._sockets >= self._max_sockets:
+            await self._refuse_busy(stream)
+            return
+        self._sockets += 1
+        try:
+            await self._serve_accepted(stream)
+        finally:
+            self._sockets -= 1
+
+    async def _refuse_busy(self, stream: trio.SocketStream) -> None:
+        """Over ``server.max_connections``: HTTP 503 at once, and a log line at most every 10 s."""
+        self.metrics.rejected.labels("503").inc()
+        self._refused_since_log += 1
+        if trio.current_time() - self._refusal_logged_at >= BUSY_LOG_EVERY:
+            log.warning("connection_limit", refused=self._refused_since_log, max_connections=self._max_sockets,
+                        hint="raise server.max_connections, or find the client that opens so many")
+            self._refused_since_log, self._refusal_logged_at = 0, trio.current_time()
+        with trio.move_on_after(1.0):
+            try:
+                await stream.send_all(BUSY_RESPONSE)
+            except trio.BrokenResourceError:
+                pass
+        await trio.aclose_forcefully(stream)
+
+    async def _serve_accepted(self, stream: trio.SocketStream) -> None:
         server = self.config["server"]
         try:
             async with trio.open_nursery() as nursery:
-                request = None
-                with trio.move_on_after(HANDSHAKE_TIMEOUT):
-                    request = await wrap_server_stream(
-                        nursery, stream, max_message_size=server["max_frame_bytes"], receive_buffer_size=RECEIVE_BYTES
-                    )
+                request = await handshake(nursery, stream, max_message_size=server["max_frame_bytes"], timeout=HANDSHAKE_TIMEOUT)
                 if request is not None:
-                    await self._handle(request)
+                    await self._handle(request, peer(stream))
                 nursery.cancel_scope.cancel()
         except Exception:
             log.exception("connection_failed")
         finally:
             await trio.aclose_forcefully(stream)
 
-    async def _handle(self, request: WebSocketRequest) -> None:
+    async def _handle(self, request: WebSocketRequest, remote: str) -> None:
         conn_id = next(self._conn_ids)
         structlog.contextvars.bind_contextvars(conn_id=conn_id)
         try:
@@ -311,7 +339,7 @@ class Daemon:
                 else:
                     status = 404
             if status is not None:
-                log.info("handshake_rejected", status=status, path=path[:200], remote=str(request.remote))
+                log.info("handshake_rejected", status=status, path=path[:200], remote=remote)
                 self.metrics.rejected.labels(str(status)).inc()
                 await request.reject(status, body=_REJECT_BODIES[status])
                 return

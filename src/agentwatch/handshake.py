@@ -1,0 +1,70 @@
+"""The opening WebSocket handshake of an accepted socket, given up as soon as the peer goes.
+
+trio-websocket waits for a handshake request until something cancels it, even after the peer
+closed its socket; without this, every connection opened and closed before its handshake would
+hold a connection slot until the handshake timeout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import trio
+from trio_websocket import WebSocketRequest, wrap_server_stream
+
+RECEIVE_BYTES = 65536
+
+
+class _Watched(trio.abc.Stream):
+    """A socket stream that calls ``on_end`` when the peer closes it (or it breaks)."""
+
+    def __init__(self, stream: trio.SocketStream, on_end: Callable[[], None]) -> None:
+        self.stream = stream
+        self.on_end: Callable[[], None] | None = on_end
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        try:
+            data = await self.stream.receive_some(max_bytes)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self._ended()
+            raise
+        if not data:
+            self._ended()
+        return data
+
+    def _ended(self) -> None:
+        if self.on_end is not None:
+            self.on_end()
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self.stream.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.stream.wait_send_all_might_not_block()
+
+    async def aclose(self) -> None:
+        await self.stream.aclose()
+
+
+async def handshake(
+    nursery: trio.Nursery, stream: trio.SocketStream, *, max_message_size: int, timeout: float
+) -> WebSocketRequest | None:
+    """The client's handshake request; None if it does not complete within ``timeout`` or the
+    peer closes first. The connection's reader runs in ``nursery``."""
+    with trio.move_on_after(timeout) as waiting:
+        watched = _Watched(stream, waiting.cancel)
+        request = await wrap_server_stream(
+            nursery, watched, max_message_size=max_message_size, receive_buffer_size=RECEIVE_BYTES
+        )
+        watched.on_end = None  # from here on, the WebSocket layer reports a closed peer
+        return request
+    return None
+
+
+def peer(stream: trio.SocketStream) -> str:
+    """The peer's address for the log: ``host:port``, or ``unix`` for a Unix socket."""
+    try:
+        name = stream.socket.getpeername()
+    except OSError:
+        return "gone"
+    return f"{name[0]}:{name[1]}" if isinstance(name, tuple) else "unix"
