@@ -202,8 +202,7 @@ class DaemonProcess:
         """Wait for the ``ready`` log line; return the address and token to connect with."""
         with trio.fail_after(TIMEOUT):
             while True:
-                for line in self.log_path.read_text().splitlines():
-                    record = json.loads(line)
+                for record in self.lines():
                     if record.get("event") == "ready" and record.get("pid") == self.proc.pid:
                         token = (self.state_dir / "token").read_text().strip()
                         return Running(None, record["addresses"][0], token)  # type: ignore[arg-type]
@@ -212,7 +211,14 @@ class DaemonProcess:
                 await trio.sleep(0.02)
 
     def lines(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.log_path.read_text().splitlines()]
+        """The log's JSON lines; a line cut short by a SIGKILL is skipped."""
+        records = []
+        for line in self.log_path.read_text().splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                pass
+        return records
 
     async def wait(self) -> int:
         with trio.fail_after(30):

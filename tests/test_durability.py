@@ -1,5 +1,10 @@
-"""A daemon subprocess killed with SIGKILL mid-ingest, or stopped with SIGTERM under load."""
+"""A daemon subprocess killed with SIGKILL mid-ingest, or stopped with SIGTERM under load.
 
+``FAULT_KILLS`` sets how many times the SIGKILL test kills the daemon (3; the long run,
+``python bench/faults.py``, uses 20).
+"""
+
+import os
 import signal
 
 import trio
@@ -7,8 +12,10 @@ from trio_websocket import ConnectionClosed, HandshakeError
 
 from helpers import DaemonProcess, Running, agent, stored
 
-AGENTS = 5
-EVENTS = 600
+AGENTS = 100
+EVENTS = 300
+FLOODERS = 10  # agents sending as fast as they can in the SIGTERM test
+KILLS = int(os.environ.get("FAULT_KILLS", "3"))
 CLEAR_EVERY = 50  # every 50th seq is a context_cleared
 
 
@@ -37,7 +44,7 @@ class Fleet:
                     welcome = await a.hello()
                     if welcome["acked_seq"] < self.acked[agent_id]:
                         self.lost.append(f"{agent_id}: acked {self.acked[agent_id]}, welcome says {welcome['acked_seq']}")
-                    seq = welcome["acked_seq"]
+                    seq = self.acked[agent_id] = welcome["acked_seq"]  # acked before the kill, the ack unseen
                     while seq < EVENTS:
                         batch = range(seq + 1, min(seq + 20, EVENTS) + 1)
                         await a.send({"type": "events", "events": [{"seq": s, "data": record(agent_id, s)} for s in batch]})
@@ -54,10 +61,10 @@ async def test_sigkill_mid_ingest_loses_no_acked_event_and_duplicates_none(tmp_p
     async with trio.open_nursery() as nursery:
         for agent_id in fleet.acked:
             nursery.start_soon(fleet.stream, agent_id)
-        for kill in range(3):
+        for kill in range(KILLS):
             daemon = DaemonProcess(state_dir)
             fleet.running = await daemon.ready()
-            target = (kill + 1) * EVENTS // 4
+            target = (kill + 1) * EVENTS // (KILLS + 1)
             with trio.fail_after(30):
                 while min(fleet.acked.values()) < target:
                     await trio.sleep(0.005)
@@ -109,7 +116,7 @@ async def test_sigterm_under_load_commits_and_acks_everything_received_then_exit
             codes[agent_id] = a.ws.closed.code
 
     async with trio.open_nursery() as nursery:
-        for n in range(AGENTS):
+        for n in range(FLOODERS):
             started = trio.Event()
             nursery.start_soon(flood, f"agent-{n}", started)
             await started.wait()
@@ -124,7 +131,7 @@ async def test_sigterm_under_load_commits_and_acks_everything_received_then_exit
     daemon = DaemonProcess(state_dir)
     running = await daemon.ready()
     try:
-        for n in range(AGENTS):
+        for n in range(FLOODERS):
             events = await stored(running, f"agent-{n}")
             assert events, "the flood stored something"
             assert events[-1]["seq"] == last_ack[f"agent-{n}"], "everything committed was acked before the close"

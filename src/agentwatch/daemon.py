@@ -103,7 +103,7 @@ class Daemon:
         self._conn_ids = itertools.count(1)
         self._sockets = 0  # accepted sockets open now
         self._max_sockets = connection_cap(config["server"]["max_connections"], raise_fd_limit())
-        self._refused_since_log = 0
+        self._refused = 0  # connections refused over the limit, since start
         self._refusal_logged_at = -math.inf
         self._guard = HandshakeGuard(None, ())
 
@@ -296,13 +296,14 @@ class Daemon:
             self._sockets -= 1
 
     async def _refuse_busy(self, stream: trio.SocketStream) -> None:
-        """Over ``server.max_connections``: HTTP 503 at once, and a log line at most every 10 s."""
+        """Over ``server.max_connections``: HTTP 503 at once, and a log line at most every 10 s (with the
+        running total; agentwatch_handshakes_rejected_total{status="503"} counts each one)."""
         self.metrics.rejected.labels("503").inc()
-        self._refused_since_log += 1
+        self._refused += 1
         if trio.current_time() - self._refusal_logged_at >= BUSY_LOG_EVERY:
-            log.warning("connection_limit", refused=self._refused_since_log, max_connections=self._max_sockets,
+            log.warning("connection_limit", refused_since_start=self._refused, max_connections=self._max_sockets,
                         hint="raise server.max_connections, or find the client that opens so many")
-            self._refused_since_log, self._refusal_logged_at = 0, trio.current_time()
+            self._refusal_logged_at = trio.current_time()
         with trio.move_on_after(1.0):
             try:
                 await stream.send_all(BUSY_RESPONSE)

@@ -165,10 +165,14 @@ class SqliteStore:
             conn.execute("PRAGMA cache_size = -16000")
             conn.execute(f"PRAGMA journal_size_limit = {WAL_KEEP_BYTES}")
             conn.set_wal_hook(self._checkpointer.wal_hook)
-        except BaseException:
+        except BaseException as exc:
             if conn is not None:
                 conn.close()
             self._unlock()
+            if isinstance(exc, apsw.Error):  # a full disk, an I/O error, a file that went bad
+                remedy = ("move it away or point storage.path elsewhere" if isinstance(exc, apsw.NotADBError | apsw.CorruptError)
+                          else "free space on its disk or check the file system, then start again")
+                raise StoreRefused(f"cannot open the store at {self.path}: {type(exc).__name__}: {exc}; {remedy}") from None
             raise
         log.info("store_opened", path=str(self.path), schema_from=version, synchronous=self._synchronous)
         return conn
