@@ -1,14 +1,18 @@
 """The plugin system: entry points, blocking, isolation of failing plugins, replacing built-ins."""
 
 import importlib
+import inspect
 import sys
 import textwrap
 
 import pytest
 import trio
 
+from agentwatch import hookspecs
 from agentwatch.config import Overrides, load_config
 from agentwatch.daemon import Daemon, StartupError
+from agentwatch.hookspecs import hook_names, hookimpl
+from agentwatch.plugin_manager import Plugins
 from agentwatch.plugins import BUILTIN_PLUGINS
 from helpers import agent, running_daemon, stored, watcher
 
@@ -284,3 +288,45 @@ async def test_a_blocked_third_party_plugin_is_not_imported(state_dir, install):
     async with running_daemon(state_dir, {"AGENTWATCH_PLUGINS_DISABLE": "broken"}):
         await trio.sleep(0)
     assert "broken" not in sys.modules
+
+
+#: Hooks whose failure is meant to stop the daemon (a store, a refused configuration): not "every hook" here.
+FATAL_HOOKS = {"agentwatch_open_store", "agentwatch_check_config"}
+
+
+def raising_everywhere():
+    """A plugin implementing every other hook, each raising."""
+    namespace: dict = {}
+    for name in set(hook_names()) - FATAL_HOOKS:
+        parameters = inspect.signature(getattr(hookspecs, name)).parameters
+        # pluggy reads the argument names, so each implementation needs the spec's signature
+        exec(f"def {name}({', '.join(parameters)}):\n    raise RuntimeError('{name} always fails')\n", namespace)  # noqa: S102
+    hooks = {name: staticmethod(hookimpl(fn)) for name, fn in namespace.items() if name.startswith("agentwatch_")}
+    return type("RaisingEverywhere", (), hooks)()
+
+
+async def test_a_plugin_raising_in_every_hook_leaves_ingest_acks_and_queries_working(state_dir, virtual_clock, caplog):
+    plugins = Plugins()
+    plugins.manager.register(raising_everywhere(), name="broken")
+    quiet = {"AGENTWATCH_SERVER_PING_INTERVAL": "1d", "AGENTWATCH_SERVER_PING_TIMEOUT": "1d"}
+    async with running_daemon(state_dir, quiet, plugins=plugins) as d:
+        async with agent(d, "a1") as a, watcher(d) as w:
+            await a.hello()
+            await w.call("subscribe", topics=["attention"])
+            await a.batch(range(1, 11))
+            await a.event(11, {"kind": "turn_completed"})
+            frames = await a.until_ack(11)
+            assert all(frame["type"] == "ack" for frame in frames)
+            await a.event(12, {"kind": "prompt"})
+            await a.until_ack(12)
+            await trio.sleep(16 * 60)  # the open turn stalls: the stall hooks run (and raise) too
+            assert [item["state"] for item in (await w.call("attention.list"))["items"]] == ["stalled"]
+            assert len((await w.call("events.list", agent_id="a1"))["events"]) == 12
+            status = await w.call("status")
+    raised = {record.msg["hook"] for record in caplog.records if isinstance(record.msg, dict) and record.msg.get("event") == "plugin_error"}
+    assert raised >= {
+        "agentwatch_register_formats", "agentwatch_register_watch_methods", "agentwatch_register_topics",
+        "agentwatch_startup", "agentwatch_agent_connected", "agentwatch_events_stored", "agentwatch_sessions_changed",
+        "agentwatch_attention_changed", "agentwatch_stall_detected", "agentwatch_agent_disconnected",
+    }
+    assert status["plugin_errors"]["broken"] >= 9
