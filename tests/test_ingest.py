@@ -348,6 +348,8 @@ async def test_pings_answered_keep_the_connection(state_dir, virtual_clock):
         ("/v1/agents/a1", [(b"Authorization", b"wrong")], 401),
         ("/v1/watch", [], 401),
         ("/v1/agents/a1", "token+origin", 403),
+        ("/v1/watch", "token+origin", 403),
+        ("/v1/watch", [(b"Authorization", b"Bearer wrong")], 401),
         ("/v1/nowhere", "token", 404),
         ("/v1/agents/", "token", 400),
         ("/v1/agents/" + "a" * 129, "token", 400),
