@@ -3,7 +3,7 @@ at most 60 ms over ``python3 -c pass``, with the daemon up and with it down).
 
 Usage::
 
-    python bench/hook.py [--runs 50]
+    python bench/hook.py [--runs 50] [--quick] [--json]
 
 Each run is a new process, as Claude Code starts one: ``<venv>/bin/agentwatch hook`` with a real
 hook payload (tests/fixtures/claude-hooks, in turn) on stdin, timed from spawn to exit. The
@@ -25,8 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-PAYLOADS = ROOT / "tests" / "fixtures" / "claude-hooks"
+from common import REPO, Daemon
+
+PAYLOADS = REPO / "tests" / "fixtures" / "claude-hooks"
 GOAL_MS = 60.0
 
 
@@ -50,53 +51,48 @@ def timed(command: list[str], inputs: list[bytes], runs: int, env: dict[str, str
     return times
 
 
-def start_daemon(state_dir: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    daemon = subprocess.Popen(
-        [sys.executable, "-m", "agentwatch", "serve", "--state-dir", str(state_dir), "--listen", "127.0.0.1:0"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while not (state_dir / "daemon.json").exists():
-        if time.monotonic() > deadline or daemon.poll() is not None:
-            raise SystemExit("the daemon did not start")
-        time.sleep(0.05)
-    return daemon
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=50, help="hook runs per phase (default 50)")
+    parser.add_argument("--runs", type=int, help="hook runs per phase (default 50; 20 with --quick)")
+    parser.add_argument("--quick", action="store_true", help="fewer runs")
+    parser.add_argument("--json", action="store_true", help="print the results as one JSON object")
     args = parser.parse_args()
+    runs = args.runs or (20 if args.quick else 50)
+    if runs < 2:
+        parser.error("--runs must be at least 2")
     program = Path(sys.executable).parent / "agentwatch"
     if not program.exists():
         raise SystemExit(f"no {program}: run this with the python of the venv agentwatch is installed in")
     inputs = payloads()
     with tempfile.TemporaryDirectory(prefix="agentwatch-bench-hook-") as tmp:
-        state_dir = Path(tmp)
+        state_dir = Path(tmp) / "state"
         env = dict(os.environ, AGENTWATCH_STATE_DIR=str(state_dir), AGENTWATCH_AGENT_ID="bench-hook")
-        baseline = timed([sys.executable, "-c", "pass"], [b""], args.runs, env)
-        daemon = start_daemon(state_dir, env)
-        try:
-            up = timed([str(program), "hook"], inputs, args.runs, env)
-        finally:
-            daemon.terminate()
-            daemon.wait()
+        baseline = timed([sys.executable, "-c", "pass"], [b""], runs, env)
+        with Daemon(state_dir) as daemon:
+            daemon.wait_ready()
+            up = timed([str(program), "hook"], inputs, runs, env)
         pending = state_dir / "outbox" / "bench-hook.jsonl"
         stored_before_down = not pending.exists()
-        down = timed([str(program), "hook"], inputs, args.runs, env)
+        down = timed([str(program), "hook"], inputs, runs, env)
         spooled = pending.read_bytes().count(b"\n") if pending.exists() else 0
     base = statistics.median(baseline)
-    print(f"{'phase':<14}{'median ms':>10}{'p90 ms':>9}{'over baseline':>15}{'ratio':>7}")
-    failed = False
-    for name, times in (("python -c pass", baseline), ("daemon up", up), ("daemon down", down)):
+    phases = {}
+    for name, times in (("baseline", baseline), ("up", up), ("down", down)):
         median = statistics.median(times)
-        p90 = statistics.quantiles(times, n=10)[-1]
-        over = median - base
-        failed |= name != "python -c pass" and over > GOAL_MS
-        print(f"{name:<14}{median:>10.1f}{p90:>9.1f}{over:>15.1f}{median / base:>7.2f}")
-    print(f"goal: median overhead <= {GOAL_MS:g} ms; daemon up: outbox empty after the runs = {stored_before_down}; "
-          f"daemon down: {spooled} of {args.runs} payloads kept in the outbox")
-    return 1 if failed or not stored_before_down or spooled != args.runs else 0
+        phases[name] = {"median_ms": round(median, 2), "p90_ms": round(statistics.quantiles(times, n=10)[-1], 2),
+                        "overhead_ms": round(median - base, 2), "ratio": round(median / base, 3)}
+    failed = any(phases[name]["overhead_ms"] > GOAL_MS for name in ("up", "down"))
+    if args.json:
+        outbox = {"stored_before_down": stored_before_down, "spooled": spooled}
+        print(json.dumps({"runs": runs, "goal_ms": GOAL_MS} | outbox | phases))
+    else:
+        print(f"{'phase':<14}{'median ms':>10}{'p90 ms':>9}{'over baseline':>15}{'ratio':>7}")
+        for label, name in (("python -c pass", "baseline"), ("daemon up", "up"), ("daemon down", "down")):
+            p = phases[name]
+            print(f"{label:<14}{p['median_ms']:>10.1f}{p['p90_ms']:>9.1f}{p['overhead_ms']:>15.1f}{p['ratio']:>7.2f}")
+        print(f"goal: median overhead <= {GOAL_MS:g} ms; daemon up: outbox empty after the runs = {stored_before_down}; "
+              f"daemon down: {spooled} of {runs} payloads kept in the outbox")
+    return 1 if failed or not stored_before_down or spooled != runs else 0
 
 
 if __name__ == "__main__":

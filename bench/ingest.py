@@ -71,6 +71,7 @@ GOALS = {  # name: (numerator server, denominator server, metric, comparison, go
 }
 
 sys.path.insert(0, str(BENCH))
+from common import free_port, progress, terminate  # noqa: E402
 from loadgen import bucket_value  # noqa: E402  (bench/ is not a package)
 
 
@@ -129,16 +130,7 @@ class Server:
     def stop(self) -> int | None:
         """SIGTERM, then SIGKILL after :data:`STOP_TIMEOUT`; returns the exit code."""
         self.close_log()
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
+        return None if self.proc is None else terminate(self.proc, STOP_TIMEOUT)
 
     def log_tail(self, lines: int = 2) -> str:
         assert self.log_path is not None
@@ -157,12 +149,6 @@ def _port_open(port: int) -> bool:
             return True
     except OSError:
         return False
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def make_server(name: str, workdir: Path, python: str) -> Server:
@@ -388,10 +374,6 @@ def print_table(results: dict[str, Any], report: dict[str, dict[str, Any]]) -> N
 
 def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
-
-
-def progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

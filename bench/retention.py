@@ -24,137 +24,19 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import apsw
 import trio
 from trio_websocket import open_websocket_url
 
-BENCH = Path(__file__).resolve().parent
-REPO = BENCH.parent
-sys.path.insert(0, str(REPO / "src"))
-from agentwatch.plugins.storage.schema import migrate  # noqa: E402
+from common import DAY_MS, Daemon, bench_parser, build_timed, file_bytes, percentile, progress, scratch_dir, wall_time
 
-DAY_MS = 86_400_000
-START_TIMEOUT = 30.0
 SWEEP_TIMEOUT = 900.0
 GOAL = 2.0
-
-
-def progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-# --- the store ---
-
-
-def build_store(path: Path, events: int, agents: int, record_bytes: int) -> None:
-    """A store of ``events`` old events over ``agents`` agents, one session each."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = apsw.Connection(str(path))
-    migrate(conn, str(path))
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = OFF")
-    per_agent = events // agents
-    start = int(time.time() * 1000) - 40 * DAY_MS
-    data = json.dumps({"kind": "output", "text": "x" * max(0, record_bytes - 30)})
-    with conn:
-        conn.executemany(
-            "INSERT INTO agents(agent_key, agent_id, session, acked_seq, first_seen_at, last_seen_at, last_event_at)"
-            " VALUES (?, ?, 0, ?, ?, ?, ?)",
-            [(key, f"old-{key}", per_agent, start, start, start + events) for key in range(1, agents + 1)],
-        )
-        conn.executemany(
-            "INSERT INTO sessions(agent_key, session, started_at, last_event_at, events) VALUES (?, 0, ?, ?, ?)",
-            [(key, start, start + events, per_agent) for key in range(1, agents + 1)],
-        )
-    chunk = 50_000
-    for first in range(0, per_agent * agents, chunk):
-        rows = []
-        for n in range(first, min(first + chunk, per_agent * agents)):
-            key, seq = n % agents + 1, n // agents + 1
-            rows.append((key, seq, 0, "output", None, start + n, "agentwatch", data))
-        with conn:
-            conn.executemany(
-                "INSERT INTO events(agent_key, seq, session, kind, ts, received_at, format, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows
-            )
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    conn.close()
-
-
-def file_bytes(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.parent.glob(path.name + "*") if p.is_file())
-
-
-# --- the daemon ---
-
-
-class Daemon:
-    def __init__(self, state: Path, python: str, limits_off: bool, settings: dict[str, str]) -> None:
-        self.state = state
-        self.port = _free_port()
-        self.log_path = state.parent / "daemon.log"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTWATCH_")}
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"), env.get("PYTHONPATH")]))
-        env |= settings
-        if limits_off:
-            env |= {"AGENTWATCH_RETENTION_MAX_AGE": "0", "AGENTWATCH_RETENTION_MAX_EVENTS_PER_AGENT": "0"}
-        argv = [python, "-m", "agentwatch", "serve", "--listen", f"127.0.0.1:{self.port}", "--state-dir", str(state),
-                "--log-format", "json"]  # fmt: skip
-        self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, cwd=REPO, env=env)
-        self.ready_at = self._wait_ready()
-
-    def _wait_ready(self) -> float:
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise SystemExit(f"the daemon exited with {self.proc.returncode}; log: {self.log_path}")
-            if any(line.get("event") == "ready" for line in self.lines()):
-                return time.time()
-            time.sleep(0.02)
-        raise SystemExit(f"the daemon was not ready after {START_TIMEOUT:g}s; log: {self.log_path}")
-
-    def lines(self) -> list[dict[str, Any]]:
-        out = []
-        for line in self.log_path.read_text(errors="replace").splitlines():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-        return out
-
-    def swept(self) -> dict[str, Any] | None:
-        return next((line for line in self.lines() if line.get("event") == "retention_swept"), None)
-
-    @property
-    def token(self) -> str:
-        return (self.state / "token").read_text().strip()
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self._log.close()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # --- the load ---
@@ -221,13 +103,6 @@ async def _sender(
             nursery.cancel_scope.cancel()
 
 
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 # --- the runs ---
 
 
@@ -238,26 +113,29 @@ def run(name: str, template: Path, root: Path, args: argparse.Namespace, window:
     before = file_bytes(state / "agentwatch.db")
     progress(f"[{name}] starting the daemon on a copy of the store ({before / 2**20:.0f} MiB)")
     settings = {f"AGENTWATCH_{key.upper()}": value for key, value in (item.split("=", 1) for item in args.set)}
-    daemon = Daemon(state, args.python, name == "baseline", settings)
+    if name == "baseline":
+        settings |= {"AGENTWATCH_RETENTION_MAX_AGE": "0", "AGENTWATCH_RETENTION_MAX_EVENTS_PER_AGENT": "0"}
+    daemon = Daemon(state, python=args.python, settings=settings)
     try:
+        ready_at = daemon.wait_ready()
         if window is None:  # the sweep run: load until the sweep is over, and a second more
             def until() -> bool:
-                return time.time() > daemon.ready_at + SWEEP_TIMEOUT or (
-                    (line := daemon.swept()) is not None and time.time() > _wall(line["timestamp"]) + 1
+                return time.time() > ready_at + SWEEP_TIMEOUT or (
+                    (line := daemon.line("retention_swept")) is not None and time.time() > wall_time(line["timestamp"]) + 1
                 )
         else:
             def until() -> bool:
-                return time.time() > daemon.ready_at + window[1] + 1
+                return time.time() > ready_at + window[1] + 1
 
         samples = trio.run(load, daemon, args.senders, args.rate, args.record_bytes, until)
-        swept = daemon.swept()
+        swept = daemon.line("retention_swept")
     finally:
         daemon.stop()
     result: dict[str, Any] = {"log": str(daemon.log_path)}
     if window is None:
         if swept is None:
             raise SystemExit(f"[{name}] no retention_swept line within {SWEEP_TIMEOUT:g}s; log: {daemon.log_path}")
-        end = _wall(swept["timestamp"]) - daemon.ready_at
+        end = wall_time(swept["timestamp"]) - ready_at
         window = (end - swept["duration_s"], end)
         result["sweep"] = {
             "events": swept["events"],
@@ -267,7 +145,7 @@ def run(name: str, template: Path, root: Path, args: argparse.Namespace, window:
             "file_mib_before": round(before / 2**20, 1),
             "file_mib_after": round(file_bytes(state / "agentwatch.db") / 2**20, 1),
         }
-    latencies = [lat for at, lat in samples if window[0] <= at - daemon.ready_at <= window[1]]
+    latencies = [lat for at, lat in samples if window[0] <= at - ready_at <= window[1]]
     result |= {
         "window_s": [round(window[0], 2), round(window[1], 2)],
         "events_in_window": len(latencies),
@@ -280,38 +158,25 @@ def run(name: str, template: Path, root: Path, args: argparse.Namespace, window:
     return result
 
 
-def _wall(timestamp: str) -> float:
-    return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = bench_parser(__doc__, "100k old events")
     parser.add_argument("--events", type=int, help="old events in the store (default 1000000; 100000 with --quick)")
     parser.add_argument("--agents", type=int, default=100, help="agents the old events belong to")
     parser.add_argument("--record-bytes", type=int, default=250, help="approximate JSON size of one record")
     parser.add_argument("--rate", type=float, default=1000.0, help="live events/s during the runs, over all senders")
     parser.add_argument("--senders", type=int, default=20, help="live agent connections")
-    parser.add_argument("--quick", action="store_true", help="100k old events")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION_KEY=VALUE",
                         help="a daemon setting for both runs, e.g. retention_batch_events=200 (repeatable)")
     parser.add_argument("--python", default=sys.executable, help="interpreter that runs the daemon")
-    parser.add_argument("--tmp-dir", type=Path, help="where the stores go (default: the system's temporary directory)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args(argv)
     args.events = args.events or (100_000 if args.quick else 1_000_000)
-    root = Path(tempfile.mkdtemp(prefix="agentwatch-retention-", dir=args.tmp_dir))
-    try:
+    with scratch_dir("agentwatch-retention-", args.tmp_dir, args.keep) as root:
         template = root / "template" / "agentwatch.db"
-        progress(f"building a store of {args.events} old events in {template.parent}")
-        started = time.monotonic()
-        build_store(template, args.events, args.agents, args.record_bytes)
-        progress(f"built in {time.monotonic() - started:.1f}s, {file_bytes(template) / 2**20:.0f} MiB")
+        old = int(time.time() * 1000) - 40 * DAY_MS
+        build_timed(template, args.events, args.agents, start_ms=old, record_bytes=args.record_bytes)
         sweep = run("sweep", template, root, args, None)
         baseline = run("baseline", template, root, args, tuple(sweep["window_s"]))
-    finally:
-        if not args.keep:
-            shutil.rmtree(root, ignore_errors=True)
     ratio = sweep["p99_ms"] / baseline["p99_ms"]
     verdict = "PASS" if ratio <= GOAL else "MISS"
     if args.json:

@@ -4,6 +4,7 @@ import pytest
 import trio.testing
 
 from agentwatch.logs import configure_logging
+from helpers import STARTED
 
 # The daemon's own handler writes nowhere; pytest's capture handler still records every
 # line, and shows them when a test fails.
@@ -23,3 +24,14 @@ def virtual_clock():
     loopback packet or an fsync in flight completes first instead of racing the jump.
     """
     return trio.testing.MockClock(autojump_threshold=0.02)
+
+
+@pytest.fixture(autouse=True)
+def no_daemon_outlives_its_test():
+    """A test that fails (or times out) half-way must not leave its daemon subprocesses running."""
+    yield
+    while STARTED:
+        proc = STARTED.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -184,6 +184,16 @@ def fixture_records(relative: str) -> list[Any]:
     return [json.loads(line) for line in lines if line.strip()]
 
 
+#: Subprocesses a test started; conftest kills any still running when the test ends, pass or fail.
+STARTED: list[subprocess.Popen[bytes]] = []
+
+
+def track(proc: subprocess.Popen[bytes]) -> subprocess.Popen[bytes]:
+    """Have ``proc`` killed at the end of the test if it is still running then."""
+    STARTED.append(proc)
+    return proc
+
+
 class DaemonProcess:
     """``python -m agentwatch serve`` as a real subprocess, for crash and signal tests."""
 
@@ -192,11 +202,11 @@ class DaemonProcess:
         self.log_path = state_dir.parent / f"{state_dir.name}-daemon.log"
         self._log = self.log_path.open("ab")
         environ = {**os.environ, **(env or {})}
-        self.proc = subprocess.Popen(
+        self.proc = track(subprocess.Popen(
             [sys.executable, "-m", "agentwatch", "serve", "--state-dir", str(state_dir), "--listen", "127.0.0.1:0",
              "--log-format", "json", *extra_args],
             stdout=self._log, stderr=subprocess.STDOUT, env=environ,
-        )
+        ))
 
     async def ready(self) -> Running:
         """Wait for the ``ready`` log line; return the address and token to connect with."""

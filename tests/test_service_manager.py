@@ -18,7 +18,7 @@ from agentwatch.config import Overrides, load_config
 from agentwatch.daemon import Daemon
 from agentwatch.sd_notify import Notifier
 from agentwatch.socket_activation import ActivationError, inherited_sockets
-from helpers import TIMEOUT, DaemonProcess, Running, agent
+from helpers import TIMEOUT, DaemonProcess, Running, agent, track
 
 QUIET = {"AGENTWATCH_SERVER_PING_INTERVAL": "1d", "AGENTWATCH_SERVER_PING_TIMEOUT": "1d"}
 
@@ -151,11 +151,11 @@ def activated(listener: socket.socket, state_dir, *args, env=None):
     """``agentwatch serve`` started as systemd starts it: the socket at fd 3, LISTEN_* set."""
     log = (state_dir.parent / "activated.log").open("ab")
     environ = {**os.environ, "LISTEN_FDS": "1", "LISTEN_FDNAMES": "agentwatch", **(env or {})}
-    return subprocess.Popen(
+    return track(subprocess.Popen(
         [sys.executable, "-c", ACTIVATE, str(listener.fileno()), "serve", "--state-dir", str(state_dir),
          "--log-format", "json", "--listen", "127.0.0.1:1", *args],
         pass_fds=[listener.fileno()], env=environ, stdout=log, stderr=subprocess.STDOUT,
-    )
+    ))
 
 
 async def test_a_passed_socket_is_served_and_keeps_clients_waiting_across_a_restart(tmp_path):
@@ -204,11 +204,11 @@ async def test_systemds_own_socket_activator_starts_it_on_the_first_connection(t
     probe.close()
     state_dir, log_path = tmp_path / "state", tmp_path / "activated.log"
     with log_path.open("ab") as log:
-        proc = subprocess.Popen(
+        proc = track(subprocess.Popen(
             [tool, "-l", address, "--fdname=agentwatch", sys.executable, "-m", "agentwatch", "serve",
              "--state-dir", str(state_dir), "--log-format", "json"],
             stdout=log, stderr=subprocess.STDOUT,
-        )
+        ))
     with trio.fail_after(TIMEOUT):
         while "Listening on" not in log_path.read_text():
             await trio.sleep(0.02)
