@@ -258,7 +258,7 @@ class AgentConnection:
             raise
 
     def _normalize(self, event: RawEvent) -> IncomingEvent:
-        name = event.format or self.format
+        name = self.format if event.format is None else event.format
         registered = self.daemon.formats.get(name)
         if registered is None:
             raise FrameError("unknown_format", f"unknown format {brief(name)}; known formats: {', '.join(sorted(self.daemon.formats))}", event.seq)

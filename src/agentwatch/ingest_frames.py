@@ -8,7 +8,7 @@ from typing import Any
 
 from agentwatch import strict_json
 from agentwatch.model import AgentInfo
-from agentwatch.text import brief
+from agentwatch.text import brief, is_text
 
 PROTOCOL_VERSION = 1
 MAX_BATCH_EVENTS = 1000
@@ -67,7 +67,8 @@ def parse_hello(frame: dict[str, Any], known_formats: list[str]) -> Hello:
             f"the first frame must be a hello, got type {brief(frame.get('type'))}: "
             '{"type": "hello", "protocol": 1, "format": "...", "agent": {...}}',
         )
-    if frame.get("protocol") != PROTOCOL_VERSION:
+    protocol = frame.get("protocol")
+    if protocol != PROTOCOL_VERSION or isinstance(protocol, bool):  # True == 1 in Python, not in JSON
         raise FrameError("bad_frame", f"hello.protocol must be {PROTOCOL_VERSION}, got {brief(frame.get('protocol'))}")
     fmt = frame.get("format", "agentwatch")
     if fmt not in known_formats:
@@ -138,13 +139,7 @@ def _parse_event(event: dict[str, Any], where: str) -> RawEvent:
 
 def _is_unicode(value: Any) -> bool:
     """A string that UTF-8 can encode (JSON admits lone surrogates such as "\\udc90")."""
-    if not isinstance(value, str):
-        return False
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
+    return isinstance(value, str) and is_text(value)
 
 
 def is_iso_time(value: Any) -> bool:

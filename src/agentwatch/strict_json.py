@@ -22,7 +22,17 @@ def _finite(text: str) -> float:
     return number
 
 
-_DECODER = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite)
+def _integer(text: str) -> int:
+    """An integer that other JSON parsers can read as a double (below about 1.8e308)."""
+    if len(text.lstrip("-")) > 308:
+        try:
+            float(int(text))
+        except (OverflowError, ValueError):  # ValueError: past Python's own limit on digits
+            raise ValueError(f"{text[:20]}... ({len(text)} digits) is too large for a JSON number") from None
+    return int(text)
+
+
+_DECODER = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite, parse_int=_integer)
 
 
 def loads(text: str) -> Any:

@@ -11,7 +11,7 @@ from trio_websocket import ConnectionClosed, WebSocketConnection
 from agentwatch import strict_json
 from agentwatch.logs import get_logger
 from agentwatch.store import StorageUnavailable
-from agentwatch.text import brief
+from agentwatch.text import brief, is_text
 
 if TYPE_CHECKING:
     from agentwatch.daemon import Daemon
@@ -74,8 +74,8 @@ class Params:
         value = self.params.get(name)
         if value is None and not required:
             return None
-        if not isinstance(value, str) or not value:
-            raise WatchError(INVALID_PARAMS, f"{self.method}: {name} must be a non-empty string, got {brief(value)}")
+        if not isinstance(value, str) or not value or not is_text(value):
+            raise WatchError(INVALID_PARAMS, f"{self.method}: {name} must be a non-empty string of Unicode text, got {brief(value)}")
         return value
 
     def strings(self, name: str, allowed: frozenset[str]) -> list[str] | None:
@@ -146,6 +146,8 @@ class WatchConnection:
                 'a request is an object {"jsonrpc": "2.0", "id": ..., "method": "...", "params": {...}}',
             )
         request_id = request.get("id")
+        if not _valid_id(request_id):
+            return _error(None, INVALID_REQUEST, f"a request's id is a string, a number or null, not {brief(request_id)}")
         notification = "id" not in request
         name = request["method"]
         params = request.get("params", {})
@@ -167,6 +169,11 @@ class WatchConnection:
                 self.daemon.plugins.record_error(plugin, f"watch method {name}")
                 reply = _error(request_id, INTERNAL_ERROR, f"{name} failed inside the daemon; see its log")
         return None if notification else reply
+
+
+def _valid_id(request_id: Any) -> bool:
+    """What JSON-RPC 2.0 allows as an id: a string, a number or null."""
+    return request_id is None or isinstance(request_id, str | int | float) and not isinstance(request_id, bool)
 
 
 def _error(request_id: Any, code: int, message: str) -> str:

@@ -142,7 +142,7 @@ class WorkTrees:
                 for tracked in list(self._answers):
                     self._set(tracked, None)
                 return None
-            except OSError:
+            except (OSError, ValueError):  # ValueError: a NUL or a lone surrogate in cwd, which no path holds
                 return None
             return bool(done.stdout.strip()) if done.returncode == 0 else None
         return None
