@@ -172,3 +172,21 @@ async def test_the_daemon_works_with_attention_disabled(state_dir):
             else:
                 raise AssertionError("attention.list answered with attention disabled")
             assert "attention" not in (await w.call("status"))["plugins"]
+
+
+async def test_the_list_answered_from_its_cache_is_the_list_the_topic_sends(state_dir, virtual_clock):
+    """attention.list keeps its items encoded between changes and adds only the waiting time."""
+    quiet = {"AGENTWATCH_SERVER_PING_INTERVAL": "1d", "AGENTWATCH_SERVER_PING_TIMEOUT": "1d"}  # no pings on virtual time
+    async with running_daemon(state_dir, quiet) as d, watcher(d) as w:
+        await w.call("subscribe", topics=["attention"])
+        await stream(d, "blocked", ["prompt", ("permission_request", {"tool": "Bash"})])
+        await stream(d, "replied", ["prompt", ("output", {"text": 'says "quoted" and \\u00e9\n'}), "turn_completed"], cwd="/p/é")
+        await trio.sleep(90)
+        pushed = (await w.notification())["params"]["items"]
+        while len(pushed) < 2:
+            pushed = (await w.notification())["params"]["items"]
+        listed = (await w.call("attention.list"))["items"]
+        assert [item["waiting_s"] for item in listed] == [90, 90], "the waiting time is worked out at each request"
+        assert [{**item, "waiting_s": 0} for item in listed] == [{**item, "waiting_s": 0} for item in pushed]
+        await stream(d, "blocked", ["permission_resolved"], start=3)
+        assert [item["agent_id"] for item in (await w.call("attention.list"))["items"]] == ["replied"], "a change clears the cache"

@@ -19,17 +19,19 @@ import trio
 from agentwatch.hookspecs import hookimpl
 from agentwatch.logs import get_logger
 from agentwatch.model import StoredEvent, now_ms
-from agentwatch.plugins.attention.feed import Need, SessionKey, item, need_of, order
+from agentwatch.plugins.attention.feed import Need, SessionKey, encoded_item, need_of, order
 from agentwatch.plugins.attention.worktree import WorkTrees
 from agentwatch.session_facts import SessionFacts, newer
 from agentwatch.subscriptions import Subscription, Topic
-from agentwatch.watch import Params, WatchMethod
+from agentwatch.watch import Params, RawJSON, WatchMethod
 
 if TYPE_CHECKING:
     from agentwatch.config import Config
     from agentwatch.daemon import Daemon
 
 log = get_logger(__name__)
+
+_Encoded = tuple[str, str, int]  # an item's JSON before and after its waiting time, and its since (ms)
 
 #: Kinds after which a session's work tree may have changed.
 _WORK_DONE = frozenset({"tool_result", "turn_completed", "error"})
@@ -45,8 +47,10 @@ class AttentionPlugin:
         self._facts: dict[SessionKey, SessionFacts] = {}
         self._needs: dict[SessionKey, Need] = {}
         self._stalled: dict[SessionKey, int] = {}  # from the stall plugin
-        self._worktrees = WorkTrees(on_change=lambda cwd, answer: self._touch())
+        self._worktrees = WorkTrees(on_change=lambda cwd, answer: self._worktree_changed(cwd))
         self._changed = trio.Event()  # set (and replaced) whenever the feed may have changed
+        self._encoded: list[_Encoded] | None = None  # see _encoded_items
+        self._encoded_by_key: dict[SessionKey, tuple[str, str]] = {}  # each item's parts, until it changes
         self._cwd_users: Counter[str] = Counter()  # sessions per directory
         self._daemon: Daemon | None = None
         self._loaded = trio.Event()
@@ -78,7 +82,7 @@ class AttentionPlugin:
             self._keep(key, facts)
             self._set_need(key, need_of(facts, self._stalled.get(key)))
             if key in self._needs:
-                self._touch()  # its summary or speaker may have changed
+                self._touch(key)  # its summary or speaker may have changed
 
     @hookimpl
     def agentwatch_sessions_removed(self, sessions: Sequence[tuple[str, int]]) -> None:
@@ -133,7 +137,7 @@ class AttentionPlugin:
         else:
             self._needs[key] = need
         if need != previous:
-            self._touch()
+            self._touch(key)
         if (previous and previous.state) != (need and need.state) and self._daemon is not None:
             self._daemon.plugins.notify(
                 "agentwatch_attention_changed",
@@ -157,41 +161,51 @@ class AttentionPlugin:
     def agentwatch_register_topics(self, register: Callable[[str, Topic], None]) -> None:
         register("attention", self._topic)
 
-    async def _list(self, daemon: Daemon, params: dict[str, Any]) -> dict[str, Any]:
+    async def _list(self, daemon: Daemon, params: dict[str, Any]) -> RawJSON:
         Params("attention.list", params, ())
         await self._loaded.wait()  # a request right after start waits for the stored facts
-        return {"items": self._items()}
+        return RawJSON('{"items":' + _render(self._encoded_items()) + "}")
 
     async def _topic(self, daemon: Daemon, subscription: Subscription) -> None:
         """The whole list now, then again whenever it changes: at most one per ``COALESCE_S``, and
         one within ``COALESCE_S`` of a change. ``waiting_s`` growing is not a change."""
         await self._loaded.wait()
         sent_at = -math.inf
-        shown: list[dict[str, Any]] | None = None
+        shown: list[_Encoded] | None = None
         while True:
             await trio.sleep_until(sent_at + COALESCE_S)
             await subscription.drained()  # a subscriber that is behind gets the newest list, not every one
             changed = self._changed
-            items = self._items()
-            if shown is None or not _unchanged(items, shown):
-                subscription.notify("attention", items=items)
-                sent_at, shown = trio.current_time(), items
+            encoded = self._encoded_items()
+            if encoded != shown:  # the same items, only waiting longer, are not a change
+                subscription.notify("attention", items=RawJSON(_render(encoded)))
+                sent_at, shown = trio.current_time(), encoded
             await changed.wait()
 
-    def _items(self) -> list[dict[str, Any]]:
-        now = now_ms()
-        return [
-            item(key, self._needs[key], self._facts[key], now, self._worktrees.dirty(self._facts[key].cwd))
-            for key in order(self._needs)
-        ]
+    def _encoded_items(self) -> list[_Encoded]:
+        """The feed in order, each item encoded but for its waiting time; kept until a change."""
+        if self._encoded is None:
+            parts = self._encoded_by_key
+            for key in self._needs.keys() - parts.keys():
+                parts[key] = encoded_item(key, self._needs[key], self._facts[key], self._worktrees.dirty(self._facts[key].cwd))
+            self._encoded = [(*parts[key], self._needs[key].since) for key in order(self._needs)]
+        return self._encoded
 
-    def _touch(self) -> None:
+    def _worktree_changed(self, cwd: str) -> None:
+        for key in [key for key in self._needs if self._facts[key].cwd == cwd]:
+            self._encoded_by_key.pop(key, None)
+        self._touch()
+
+    def _touch(self, key: SessionKey | None = None) -> None:
+        """The feed may have changed (``key``: that item)."""
+        if key is not None:
+            self._encoded_by_key.pop(key, None)
+        self._encoded = None
         self._changed.set()
         self._changed = trio.Event()
 
 
-def _unchanged(items: list[dict[str, Any]], shown: list[dict[str, Any]]) -> bool:
-    """Whether two lists differ only in how long each item has waited."""
-    return len(items) == len(shown) and all(
-        {**new, "waiting_s": 0} == {**old, "waiting_s": 0} for new, old in zip(items, shown)
-    )
+def _render(encoded: list[_Encoded]) -> str:
+    """The JSON array of the feed's items, each waiting time worked out now."""
+    now = now_ms()
+    return "[" + ",".join(f"{prefix}{max(0, (now - since) // 1000)}{suffix}" for prefix, suffix, since in encoded) + "]"

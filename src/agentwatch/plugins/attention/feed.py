@@ -6,6 +6,7 @@ leaves when the person acts, the session ends, or its facts go.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,6 +60,15 @@ def item(key: SessionKey, need: Need, facts: SessionFacts, now_ms: int, uncommit
         "uncommitted_work": uncommitted_work,
         "summary": facts.summary,
     }
+
+
+def encoded_item(key: SessionKey, need: Need, facts: SessionFacts, uncommitted_work: bool | None) -> tuple[str, str]:
+    """:func:`item` as JSON text in two parts, for ``prefix + waiting_s + suffix``: everything but
+    the waiting time stays the same until the item changes, so it is encoded once."""
+    fields = item(key, need, facts, need.since, uncommitted_work)
+    text = json.dumps(fields, separators=(",", ":"))
+    waiting = text.index(',"waiting_s":0,') + len(',"waiting_s":')
+    return text[:waiting], text[waiting + 1 :]
 
 
 def order(needs: dict[SessionKey, Need]) -> list[SessionKey]:
