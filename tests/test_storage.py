@@ -8,10 +8,11 @@ import pytest
 import trio
 
 from agentwatch.model import AgentInfo, Batch, IncomingEvent, Normalized, StoredEvent, now_ms
+from agentwatch.plugins.storage import checkpoints
 from agentwatch.plugins.storage.schema import APPLICATION_ID, MIGRATIONS
 from agentwatch.plugins.storage.sqlite_store import SqliteStore
 from agentwatch.store import StoreRefused
-from helpers import agent, running_daemon
+from helpers import agent, running_daemon, watcher
 
 
 class Outcome:
@@ -176,3 +177,22 @@ async def test_checkpoints_move_the_wal_into_the_database_while_it_runs(state_di
             while db.stat().st_size < initial + (4 << 20):
                 await trio.sleep(0.01)
         assert await d.daemon.store.run_in_writer(lambda conn: conn.execute("PRAGMA wal_autocheckpoint").get) == 0
+
+
+async def test_a_wal_past_its_truncate_size_is_emptied_once_no_reader_is_behind(state_dir, monkeypatch):
+    """A WAL whose passive checkpoints fall behind grows; past TRUNCATE_PAGES it is emptied (a
+    passive checkpoint would let it start over but keep the file at its size)."""
+    monkeypatch.setattr(checkpoints, "CHECKPOINT_PAGES", 2000)  # the checkpointer falls behind ...
+    monkeypatch.setattr(checkpoints, "TRUNCATE_PAGES", 1500)  # ... past the truncate size (6 MB, not 64 MB)
+    wal = state_dir / "agentwatch.db-wal"
+    async with running_daemon(state_dir) as d, agent(d, "a1") as a:
+        await a.hello()
+        sizes = []
+        for start in range(1, 3001, 250):  # 6 MB of records: one checkpoint, at about 2000 pages
+            await a.batch(range(start, start + 250), lambda seq: {"kind": "output", "text": "x" * 2000})
+            await a.until_ack(start + 249)
+            sizes.append(wal.stat().st_size)
+        largest = sizes.index(max(sizes))
+        assert sizes[largest] > 2000 * 4096 and min(sizes[largest:]) < 2 << 20, sizes
+        async with watcher(d) as w:
+            assert (await w.call("status"))["events_stored"] == 3000
