@@ -98,6 +98,37 @@ class Stats:
     errors: list[str] = field(default_factory=list)
 
 
+async def open_agent(
+    host: str, port: int, agent_id: str, token: str | None, key: bytes, reader: wsraw.FrameReader
+) -> tuple[trio.SocketStream, dict[str, Any]]:
+    """Handshake, ``hello`` and ``welcome`` of one agent; the stream and the welcome. Raises
+    ``ProtocolError`` (or ``OSError``) saying what the server answered instead."""
+    headers = [("Authorization", f"Bearer {token}")] if token else []
+    request, accept = wsraw.handshake_request(host, port, f"/v1/agents/{agent_id}", headers)
+    stream = await trio.open_tcp_stream(host, port)
+    await stream.send_all(request)
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        data = await stream.receive_some(65536)
+        if not data or len(buf) > wsraw.MAX_HEAD:
+            raise wsraw.ProtocolError(f"handshake failed; the server sent {buf[:200]!r}")
+        buf += data
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    wsraw.check_handshake_response(head, accept)
+    hello = {"type": "hello", "protocol": 1, "format": "agentwatch", "agent": {"name": agent_id, "kind": "bench"}}
+    await stream.send_all(wsraw.client_frame(json.dumps(hello).encode(), key))
+    frames = reader.feed(rest)
+    while not frames:
+        data = await stream.receive_some(65536)
+        if not data:
+            raise wsraw.ProtocolError("connection closed before the welcome")
+        frames = reader.feed(data)
+    welcome = json.loads(frames[0][1])
+    if welcome.get("type") != "welcome" or len(frames) > 1:
+        raise wsraw.ProtocolError(f"expected a welcome, got {frames!r}")
+    return stream, welcome
+
+
 class Agent:
     """One agent connection: precomputed frames, a sender, a receiver and in-flight bookkeeping."""
 
@@ -119,29 +150,7 @@ class Agent:
     # --- setup ---
 
     async def connect(self, host: str, port: int, token: str | None) -> None:
-        headers = [("Authorization", f"Bearer {token}")] if token else []
-        request, accept = wsraw.handshake_request(host, port, f"/v1/agents/{self.agent_id}", headers)
-        self.stream = stream = await trio.open_tcp_stream(host, port)
-        await stream.send_all(request)
-        buf = b""
-        while b"\r\n\r\n" not in buf:
-            data = await stream.receive_some(65536)
-            if not data or len(buf) > wsraw.MAX_HEAD:
-                raise wsraw.ProtocolError(f"handshake failed; the server sent {buf[:200]!r}")
-            buf += data
-        head, _, rest = buf.partition(b"\r\n\r\n")
-        wsraw.check_handshake_response(head, accept)
-        hello = {"type": "hello", "protocol": 1, "format": "agentwatch", "agent": {"name": self.agent_id, "kind": "bench"}}
-        await stream.send_all(wsraw.client_frame(json.dumps(hello).encode(), self.key))
-        frames = self.reader.feed(rest)
-        while not frames:
-            data = await stream.receive_some(65536)
-            if not data:
-                raise wsraw.ProtocolError("connection closed before the welcome")
-            frames = self.reader.feed(data)
-        welcome = json.loads(frames[0][1])
-        if welcome.get("type") != "welcome" or len(frames) > 1:
-            raise wsraw.ProtocolError(f"expected a welcome, got {frames!r}")
+        self.stream, welcome = await open_agent(host, port, self.agent_id, token, self.key, self.reader)
         if welcome.get("acked_seq", 0) != 0:
             raise wsraw.ProtocolError(f"agent {self.agent_id} is not fresh: acked_seq={welcome['acked_seq']}")
         # pre-mask the events now that the connection (and its key) exist

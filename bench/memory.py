@@ -49,7 +49,7 @@ sys.path.insert(0, str(BENCH))
 from agentwatch import rawws  # noqa: E402
 from common import progress  # noqa: E402  (bench/ is not a package)
 from ingest import BenchError, Server, make_server, percentile  # noqa: E402
-from loadgen import PADDING, bucket_of, parse_ack  # noqa: E402
+from loadgen import PADDING, bucket_of, open_agent, parse_ack  # noqa: E402
 
 GOAL_KIB_PER_AGENT = 50.0
 FLAT_WITHIN = 0.10  # last-quarter mean / first-quarter mean within 1 +- this
@@ -81,31 +81,10 @@ class Agent:
 
     async def connect(self, port: int, token: str) -> None:
         """Handshake, ``hello``, ``welcome``; raises :class:`BenchError` saying what the daemon answered."""
-        request, accept = rawws.handshake_request("127.0.0.1", port, f"/v1/agents/{self.agent_id}", [("Authorization", f"Bearer {token}")])
         try:
-            self.stream = stream = await trio.open_tcp_stream("127.0.0.1", port)
-            await stream.send_all(request)
-            buf = b""
-            while b"\r\n\r\n" not in buf:
-                data = await stream.receive_some(65536)
-                if not data or len(buf) > rawws.MAX_HEAD:
-                    raise rawws.ProtocolError(f"no handshake answer; the daemon sent {buf[:200]!r}")
-                buf += data
-            head, _, rest = buf.partition(b"\r\n\r\n")
-            rawws.check_handshake_response(head, accept)
-            hello = {"type": "hello", "protocol": 1, "format": "agentwatch", "agent": {"name": "memory-bench", "kind": "bench"}}
-            await stream.send_all(rawws.client_frame(json.dumps(hello).encode(), self.key))
-            frames = self.reader.feed(rest)
-            while not frames:
-                data = await stream.receive_some(65536)
-                if not data:
-                    raise rawws.ProtocolError("connection closed before the welcome")
-                frames = self.reader.feed(data)
+            self.stream, _ = await open_agent("127.0.0.1", port, self.agent_id, token, self.key, self.reader)
         except (OSError, trio.BrokenResourceError, rawws.ProtocolError) as exc:
             raise BenchError(f"agent {self.index + 1} could not connect: {exc}") from None
-        welcome = json.loads(frames[0][1])
-        if welcome.get("type") != "welcome" or len(frames) > 1:
-            raise BenchError(f"agent {self.index + 1}: expected a welcome, got {frames!r}")
         self.welcomed = True
 
     async def receive_loop(self, stats: SoakStats) -> None:
