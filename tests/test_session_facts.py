@@ -1,6 +1,8 @@
 """Session facts: what each session's events established, kept with the events."""
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agentwatch.model import Normalized
 from agentwatch.plugins.formats.claude_stream_json import ClaudeStreamJsonFormat
@@ -118,3 +120,12 @@ def test_a_snapshot_read_at_start_never_overrides_or_revives_what_commits_delive
     live = {("a", 1): SessionFacts(summary="a after a clear"), ("c", 1): SessionFacts(summary="c live")}
     assert newer(snapshot, live) == {("b", 3): SessionFacts(summary="b")}
     assert newer(snapshot, live, removed=[("b", 3)]) == {}, "a session retention removed meanwhile stays gone"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(["word", "x" * 290, " ", "\n\n", "\t", " " * 1500, "é"]), max_size=40))
+def test_a_long_message_is_summarised_as_if_it_were_folded_whole(parts):
+    text = "".join(parts)
+    folded = " ".join(text.split())
+    expected = folded if len(folded) <= SUMMARY_CHARS else folded[: SUMMARY_CHARS - 1] + "…"
+    assert replay(("output", {"text": text})).summary == (expected if text else None)

@@ -13,6 +13,7 @@ from agentwatch.ingest_frames import FrameError, Hello, RawEvent, decode, parse_
 from agentwatch.keepalive import CLOSE_PING_TIMEOUT, unanswered_ping
 from agentwatch.logs import get_logger
 from agentwatch.model import KINDS, RAW, Batch, IncomingEvent, Normalized, StoredEvent, now_ms
+from agentwatch.record_json import encode_record
 from agentwatch.store import StorageUnavailable
 from agentwatch.text import brief
 
@@ -26,22 +27,6 @@ CLOSE_INTERNAL = 1011
 CLOSE_NO_HELLO = 4000
 CLOSE_REPLACED = 4001
 CLOSE_TIMEOUT = 5.0  # seconds for the closing handshake
-
-# Records are stored compact, as UTF-8; a record with a lone surrogate (which JSON admits and
-# UTF-8 cannot hold) is stored with ASCII escapes instead, so it survives exactly too.
-_RECORD_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
-_ESCAPING_ENCODER = json.JSONEncoder(separators=(",", ":"))
-
-
-def encode_record(data: Any) -> str:
-    """The record as compact JSON text that SQLite can store."""
-    text = _RECORD_ENCODER.encode(data)
-    if not text.isascii():
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            return _ESCAPING_ENCODER.encode(data)
-    return text
 
 
 class TokenBucket:

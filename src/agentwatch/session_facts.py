@@ -16,6 +16,7 @@ from typing import Any
 from agentwatch.model import Normalized
 
 SUMMARY_CHARS = 300
+_FOLD_PREFIX = 4 * SUMMARY_CHARS  # characters of a message folded first
 
 SessionKey = tuple[str, int]  # (agent_id, session)
 
@@ -192,5 +193,9 @@ _HANDLERS: dict[str, Any] = {
 
 def _shorten(text: str) -> str:
     """The first ``SUMMARY_CHARS`` characters of ``text``, whitespace folded."""
-    folded = " ".join(text.split())
+    # Folding a prefix gives a prefix of the folded whole, so a long message (they run to tens of
+    # KB) is folded only as far as the summary needs, unless whitespace runs eat that prefix.
+    folded = " ".join(text[:_FOLD_PREFIX].split())
+    if len(folded) <= SUMMARY_CHARS and len(text) > _FOLD_PREFIX:
+        folded = " ".join(text.split())
     return folded if len(folded) <= SUMMARY_CHARS else folded[: SUMMARY_CHARS - 1] + "…"

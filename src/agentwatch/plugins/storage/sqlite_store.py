@@ -386,11 +386,12 @@ class SqliteStore:
         state = self._state(conn, batch.agent_id, pending)
         if state is None:
             return f"agent {batch.agent_id!r} has no hello on record; reconnect"
-        first_new = next((event.seq for event in batch.events if event.seq > state.acked_seq), None)
-        if state.failed_from is not None and first_new is not None:
-            if first_new > state.failed_from:
-                return f"events from seq {state.failed_from} were not stored; resend from there"
-            state.failed_from = None
+        if state.failed_from is not None:
+            first_new = next((event.seq for event in batch.events if event.seq > state.acked_seq), None)
+            if first_new is not None:
+                if first_new > state.failed_from:
+                    return f"events from seq {state.failed_from} were not stored; resend from there"
+                state.failed_from = None
         at = batch.received_at
         stored: list[StoredEvent] = []
         duplicates = 0
