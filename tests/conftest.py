@@ -4,6 +4,7 @@ import pytest
 import trio.testing
 
 from agentwatch.logs import configure_logging
+from disk_shim import ShimDisk
 from helpers import STARTED
 
 # The daemon's own handler writes nowhere; pytest's capture handler still records every
@@ -24,6 +25,15 @@ def virtual_clock():
     loopback packet or an fsync in flight completes first instead of racing the jump.
     """
     return trio.testing.MockClock(autojump_threshold=0.02)
+
+
+@pytest.fixture
+def disk():
+    """A disk that tests can make full or slow (``disk_shim.ShimDisk``), under every SQLite file
+    opened while the test runs."""
+    shim = ShimDisk()
+    yield shim
+    shim.unregister()
 
 
 @pytest.fixture(autouse=True)

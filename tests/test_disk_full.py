@@ -1,53 +1,14 @@
 """A disk that fills up under the daemon: an APSW VFS shim fails every write with SQLITE_FULL
 once a byte budget is spent, the way a full file system does (WAL appends, checkpoints and all)."""
 
-import apsw
 import pytest
 import trio
-
-REAL = apsw.vfs_names()[0]  # the platform's VFS ("unix"), before any test makes another the default
 
 from agentwatch.config import Overrides, load_config
 from agentwatch.daemon import Daemon
 from agentwatch.exceptions import unwrapped
 from agentwatch.store import StoreRefused
 from helpers import agent, running_daemon, stored, watcher
-
-
-class FillingDisk(apsw.VFS):
-    """The default VFS while installed: files write through to the real one until ``budget``
-    bytes are spent, then every write fails with SQLITE_FULL until ``budget`` is raised.
-    ``only`` limits the failures to files whose name ends with it."""
-
-    def __init__(self) -> None:
-        self.budget = float("inf")
-        self.only = ""
-        self.refused = 0
-        super().__init__("filling-disk", base=REAL, makedefault=True)
-
-    def xOpen(self, name, flags):  # noqa: N802 - APSW's name
-        return FillingFile(self, name, flags)
-
-
-class FillingFile(apsw.VFSFile):
-    def __init__(self, disk: FillingDisk, name, flags) -> None:
-        self.disk = disk
-        self.name = name.filename() if isinstance(name, apsw.URIFilename) else str(name)
-        super().__init__(REAL, name, flags)
-
-    def xWrite(self, data, offset):  # noqa: N802 - APSW's name
-        if len(data) > self.disk.budget and self.name.endswith(self.disk.only):
-            self.disk.refused += 1
-            raise apsw.FullError("database or disk is full (test VFS)")
-        self.disk.budget -= len(data)
-        super().xWrite(data, offset)
-
-
-@pytest.fixture
-def disk():
-    shim = FillingDisk()
-    yield shim
-    shim.unregister()
 
 
 def output(seq: int) -> dict:

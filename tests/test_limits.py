@@ -1,13 +1,15 @@
-"""Resource limits: a client opening many connections, or connections that never speak, cannot
-take the daemon from the agents already on it."""
+"""Resource limits: a client opening many connections, connections that never speak, or an agent
+sending as fast as it can, cannot take the daemon from the other agents."""
 
 import resource
 import signal
 
 import trio
+from prometheus_client.parser import text_string_to_metric_families
 
 from agentwatch.limits import RESERVED_FDS, connection_cap
-from helpers import DaemonProcess, agent, running_daemon
+from agentwatch.plugins.storage import sqlite_store
+from helpers import DaemonProcess, Running, agent, running_daemon
 
 LIMIT = {"AGENTWATCH_SERVER_MAX_CONNECTIONS": "8"}
 
@@ -69,3 +71,53 @@ def test_the_cap_leaves_descriptors_for_the_store_and_listeners():
     assert connection_cap(4096, 1 << 20) == 4096
     assert connection_cap(4096, 1024) == 1024 - RESERVED_FDS
     assert connection_cap(10, 20) == 1
+
+
+FLOOD_FRAME = 50  # events a flood frame
+COMMIT = 100  # events a commit, for this test
+
+
+def write_queue_bytes(d: Running) -> float:
+    """The daemon's own gauge of what waits for its writer."""
+    for family in text_string_to_metric_families(d.daemon.metrics.registry.render()):
+        if family.name == "agentwatch_write_queue_bytes":
+            return family.samples[0].value
+    raise AssertionError("no agentwatch_write_queue_bytes metric")
+
+
+async def test_an_agent_flooding_a_slow_disk_delays_another_agents_event_by_a_commit_at_most(state_dir, disk, monkeypatch):
+    monkeypatch.setattr(sqlite_store, "MAX_EVENTS_PER_COMMIT", COMMIT)
+    disk.sync_delay = 0.02  # every commit takes 20 ms or more: the flood outruns the writer and queues
+    settings = {"AGENTWATCH_STORAGE_QUEUE_BYTES": "256KiB", "AGENTWATCH_SERVER_PING_INTERVAL": "1d"}
+    async with running_daemon(state_dir, settings) as d, agent(d, "flood") as flood, agent(d, "quiet") as quiet:
+        await flood.hello()
+        await quiet.hello()
+        flood_acked = 0
+
+        async def send_flood() -> None:
+            for first in range(1, 10**9, FLOOD_FRAME):
+                await flood.batch(range(first, first + FLOOD_FRAME), lambda seq: {"kind": "output", "text": "x"})
+
+        async def read_flood_acks() -> None:
+            nonlocal flood_acked
+            while True:
+                frame = await flood.recv()
+                assert frame["type"] == "ack", frame
+                flood_acked = frame["seq"]
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(send_flood)
+            nursery.start_soon(read_flood_acks)
+            with trio.fail_after(10):
+                while write_queue_bytes(d) < 200 * 1024:  # the flood filled the queue
+                    await trio.sleep(0.01)
+            backlog, before = write_queue_bytes(d), flood_acked
+            await quiet.event(1, {"kind": "output", "text": "needs you"})
+            await quiet.until_ack(1)
+            overtaken, still_queued = flood_acked - before, write_queue_bytes(d)
+            disk.sync_delay = 0
+            nursery.cancel_scope.cancel()
+
+    # In arrival order the quiet event would have waited for the whole backlog: about 3000 events.
+    assert overtaken <= 3 * COMMIT + FLOOD_FRAME, f"{overtaken} flood events were committed first (backlog {backlog:.0f} bytes)"
+    assert still_queued > 100 * 1024, "the flood still had its backlog when the quiet event was acknowledged"

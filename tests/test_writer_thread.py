@@ -98,3 +98,12 @@ async def test_callers_resume_in_the_order_their_calls_ran(writer):
                 await trio.lowlevel.checkpoint()
             gate.set()  # the eight calls now finish together, their callers woken in one batch
         assert resumed == list(range(8))
+
+
+async def test_a_call_after_the_thread_stopped_is_refused_instead_of_waiting_for_ever():
+    thread = WriterThread("stopping")
+    thread.start()
+    assert await thread.run(lambda: "before") == "before"
+    thread.stop()
+    with pytest.raises(trio.ClosedResourceError), trio.fail_after(1):
+        await thread.run(lambda: "after")

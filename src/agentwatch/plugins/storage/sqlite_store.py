@@ -120,6 +120,11 @@ class SqliteStore:
             "agentwatch_commit_duration_seconds", "Time from the writer taking a commit's frames to their transaction being durable.",
             COMMIT_SECONDS_BUCKETS,
         ).labels()
+        metrics.gauge(
+            "agentwatch_write_queue_bytes",
+            "Bytes of frames waiting for the writer or being committed (storage.queue_bytes, twice it for agents with nothing queued).",
+            read=lambda: self._queue.queued_bytes,
+        )
         self._duplicates = metrics.counter(
             "agentwatch_events_deduplicated_total", "Events acknowledged but not stored again: their seq was already stored."
         ).labels()
@@ -202,13 +207,15 @@ class SqliteStore:
             self._lock_fd = None
 
     def _close_all(self) -> None:
-        for conn in self._idle_readers:
-            conn.close()
-        self._idle_readers.clear()
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-        self._unlock()
+        readers, self._idle_readers = self._idle_readers, []
+        writer, self._writer = self._writer, None
+        try:
+            for conn in readers:
+                conn.close()
+            if writer is not None:
+                writer.close()
+        finally:
+            self._unlock()
 
     # --- the write side ---
 
@@ -232,14 +239,18 @@ class SqliteStore:
         started = trio.current_time()
         try:
             results, facts = await self._on_writer_thread(self._write, items)
+        except trio.Cancelled:  # before the hand-over (the thread never drops a call it took)
+            self._fail(items, "storage_unavailable", "the daemon is stopping; resend once it is back")
+            raise
         except StorageUnavailable as exc:
             log.error("storage_unavailable", error=str(exc), frames=len(items))
             self._fail(items, "storage_unavailable", str(exc))
             return
         except Exception:
             if len(items) > 1:  # one frame cannot be written: find it, commit the others
-                for item in items:
-                    await self._commit([item], on_commit)
+                with trio.CancelScope(shield=True):  # a handful of short writes: none is left unreported
+                    for item in items:
+                        await self._commit([item], on_commit)
                 return
             log.exception("store_write_failed")
             self._fail(items, "internal", "the daemon could not store this frame; see its log")
@@ -507,6 +518,8 @@ class SqliteStore:
             return await self._on_writer_thread(function, self._writer, *args)
         except apsw.Error as exc:
             raise StorageUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        except trio.ClosedResourceError:
+            raise StorageUnavailable("the store is closed") from None
 
     async def _on_writer_thread(self, function: Callable[..., Any], *args: Any) -> Any:
         """``function(*args)`` on the writer's thread, after the calls before it."""

@@ -35,6 +35,7 @@ class WriterThread:
     def __init__(self, name: str) -> None:
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._work, name=name, daemon=True)
+        self._stopped = False
         self._issued = 0  # calls handed to the thread
         self._resumed = 0  # callers resumed; the next to resume holds this ticket
         self._turns = trio.lowlevel.ParkingLot()
@@ -44,19 +45,24 @@ class WriterThread:
         self._thread.start()
 
     def stop(self) -> None:
-        """Let the thread end once the calls already handed to it are done."""
+        """Let the thread end once the calls already handed to it are done; later calls are refused."""
+        self._stopped = True
         if self._thread.is_alive():
             self._jobs.put(None)
 
     async def run(self, function: Callable[..., Any], *args: Any) -> Any:
         """``function(*args)`` on the thread; its result or exception. A call handed to the thread
-        is not abandoned: cancelling the caller takes effect only before it is handed over."""
+        is not abandoned: cancelling the caller takes effect only before it is handed over.
+        Raises ``trio.ClosedResourceError`` once the thread is stopped."""
         await trio.lowlevel.checkpoint_if_cancelled()
+        if self._stopped or not self._thread.is_alive():
+            raise trio.ClosedResourceError("the writer's thread has stopped")
+        job = (function, args, trio.lowlevel.current_trio_token(), trio.lowlevel.current_task())
         ticket = self._issued
         self._issued += 1
         if self._progress_at is None:
             self._progress_at = trio.current_time()
-        self._jobs.put((function, args, trio.lowlevel.current_trio_token(), trio.lowlevel.current_task()))
+        self._jobs.put(job)
         result: outcome.Outcome[Any] = await trio.lowlevel.wait_task_rescheduled(lambda _: trio.lowlevel.Abort.FAILED)
         with trio.CancelScope(shield=True):
             while self._resumed != ticket:
