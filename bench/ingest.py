@@ -3,7 +3,7 @@
 Usage::
 
     python bench/ingest.py [--agents 100] [--events 200000] [--record-bytes 250] [--rate 5000]
-                           [--quick] [--only daemon,bare,per-event] [--json]
+                           [--quick] [--only daemon,bare,per-event] [--daemon-env NAME=VALUE] [--json]
 
 Servers (each a subprocess on a free 127.0.0.1 port, run one after the other, never
 together, so they do not share the 2 cores):
@@ -151,10 +151,10 @@ def _port_open(port: int) -> bool:
         return False
 
 
-def make_server(name: str, workdir: Path, python: str) -> Server:
+def make_server(name: str, workdir: Path, python: str, daemon_env: dict[str, str]) -> Server:
     port = free_port()
     if name == "daemon":
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTWATCH_")}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTWATCH_")} | daemon_env
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"), env.get("PYTHONPATH")]))
         state = workdir / "state"
         argv = [python, "-m", "agentwatch", "serve", "--listen", f"127.0.0.1:{port}", "--state-dir", str(state)]
@@ -289,7 +289,7 @@ def summarize(results: list[dict[str, Any]], server_cpu_s: float, target_rate: f
 def bench_server(name: str, args: argparse.Namespace, root: Path) -> dict[str, Any]:
     workdir = root / name
     workdir.mkdir()
-    server = make_server(name, workdir, args.python)
+    server = make_server(name, workdir, args.python, args.daemon_env)
     entry: dict[str, Any] = {"command": " ".join(server.argv), "error": None}
     progress(f"[{name}] starting: {entry['command']}")
     try:
@@ -395,6 +395,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="20 agents x 20000 events, 3 s paced: well under a minute")
     parser.add_argument("--only", default=",".join(SERVERS), help="comma-separated subset of: " + ", ".join(SERVERS))
     parser.add_argument("--python", default=sys.executable, help="interpreter that runs the daemon (default: this one)")
+    parser.add_argument(
+        "--daemon-env", action="append", default=[], metavar="AGENTWATCH_SECTION_KEY=VALUE",
+        help="a setting for the daemon, e.g. AGENTWATCH_STORAGE_SYNCHRONOUS=normal (repeatable; default: none)",
+    )
     parser.add_argument("--tmp-dir", type=Path, help="where the temporary state dirs go (default: the system's)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (always kept after a failure)")
     parser.add_argument("--json", action="store_true", help="print the results as one JSON object instead of a table")
@@ -409,6 +413,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if unknown or not only:
         parser.error(f"--only takes a comma-separated subset of {', '.join(SERVERS)}; got {args.only!r}")
     args.only = [name for name in SERVERS if name in only]  # always bare, per-event, daemon order
+    settings = [item.partition("=") for item in args.daemon_env]
+    if any(not name.startswith("AGENTWATCH_") or not equals for name, equals, _ in settings):
+        parser.error(f"--daemon-env takes AGENTWATCH_SECTION_KEY=VALUE; got {args.daemon_env!r}")
+    args.daemon_env = {name: value for name, _, value in settings}
     if args.agents < 1 or args.events < args.agents or args.procs < 1 or args.procs > args.agents or args.rate <= 0:
         parser.error("need agents >= 1, events >= agents, 1 <= procs <= agents, rate > 0")
     return args

@@ -82,6 +82,15 @@ def fsync_rows(r: dict[str, Any]) -> list[Row]:
     return [Row("P2 floor: 4 KiB write + fsync (a durable commit)", "-", _ms(r), "-", None, "info")]
 
 
+def commit_pages_rows(r: dict[str, Any]) -> list[Row]:
+    return [
+        Row(f"P2 cause: WAL written by a commit of {size['events_per_commit']} events over "
+            f"{min(size['events_per_commit'], r['agents'])} agents",
+            "-", f"{size['wal_pages_per_commit']:g} pages ({size['wal_bytes_per_event']} bytes an event)", "-", None, "info")
+        for size in r["sizes"]
+    ]
+
+
 def attention_rows(r: dict[str, Any]) -> list[Row]:
     rows = []
     for run in r["runs"]:
@@ -154,6 +163,7 @@ def hook_rows(r: dict[str, Any]) -> list[Row]:
 BENCHES: dict[str, tuple[str, Callable[[dict[str, Any]], list[Row]]]] = {
     "ingest": ("ingest.py", ingest_rows),
     "fsync": ("fsync.py", fsync_rows),
+    "commit_pages": ("commit_pages.py", commit_pages_rows),
     "attention": ("attention.py", attention_rows),
     "events": ("events.py", events_rows),
     "retention": ("retention.py", retention_rows),
