@@ -24,12 +24,24 @@ def names(items) -> list[str]:
 
 async def test_agents_are_taken_in_turn_each_in_its_own_order():
     queue = WriteQueue[str](1 << 20)
-    for seq in range(1, 6):
+    for seq in range(1, 11):
         await queue.put_batch(frame("flood", seq))
     await queue.put_batch(frame("quiet", 1))
     await queue.put_batch(frame("quiet", 2))
-    assert names(await queue.take(4)) == ["flood1", "quiet1", "flood2", "quiet2"]
-    assert names(await queue.take(100)) == ["flood3", "flood4", "flood5"]
+    await queue.put_batch(frame("other", 1))
+    # the flood fills the first commit, then goes to the back: the others come first in the next
+    assert names(await queue.take(4)) == ["flood1", "flood2", "flood3", "flood4"]
+    assert names(await queue.take(5)) == ["quiet1", "quiet2", "other1", "flood5", "flood6"]
+    assert names(await queue.take(100)) == [f"flood{seq}" for seq in range(7, 11)]
+
+
+async def test_an_agent_that_arrives_behind_a_long_flood_waits_one_commit_not_the_flood():
+    queue = WriteQueue[str](1 << 30)
+    for seq in range(1, 1001):
+        await queue.put_batch(frame("flood", seq, events=10))
+    await queue.put_batch(frame("quiet", 1))
+    assert "quiet1" not in names(await queue.take(5000))
+    assert names(await queue.take(5000))[0] == "quiet1"
 
 
 async def test_a_take_stops_at_max_events_counting_every_event_of_a_frame():
