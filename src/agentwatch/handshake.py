@@ -36,6 +36,13 @@ class _Watched(trio.abc.Stream):
         if self.on_end is not None:
             self.on_end()
 
+    def unwatch(self) -> None:
+        """From now on pass straight through: the stream's own methods shadow this class's, so
+        every receive and send of the connection's life costs no extra call."""
+        self.on_end = None
+        self.receive_some = self.stream.receive_some  # type: ignore[method-assign]
+        self.send_all = self.stream.send_all  # type: ignore[method-assign]
+
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         await self.stream.send_all(data)
 
@@ -56,7 +63,7 @@ async def handshake(
         request = await wrap_server_stream(
             nursery, watched, max_message_size=max_message_size, receive_buffer_size=RECEIVE_BYTES
         )
-        watched.on_end = None  # from here on, the WebSocket layer reports a closed peer
+        watched.unwatch()  # from here on, the WebSocket layer reports a closed peer
         return request
     return None
 

@@ -2,7 +2,7 @@
 
 The writer owns the write connection. Frames reach it through a bounded Trio channel; it
 takes everything waiting (up to :data:`MAX_EVENTS_PER_COMMIT` events), writes it in one
-transaction on the writer's own thread, and only then reports to the senders, which acknowledge.
+transaction on a worker thread, and only then reports to the senders, which acknowledge.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from agentwatch.plugins.storage import removal
 from agentwatch.plugins.storage.checkpoints import Checkpointer
 from agentwatch.plugins.storage.schema import migrate
 from agentwatch.plugins.storage.write_queue import WriteQueue
-from agentwatch.plugins.storage.writer_thread import WriterThread
 from agentwatch import session_facts
 from agentwatch.session_facts import SessionFacts
 from agentwatch.store import (
@@ -105,7 +104,8 @@ class SqliteStore:
         self._synchronous = synchronous
         self._queue = WriteQueue[_Hello](queue_bytes)
         self._writer: apsw.Connection | None = None
-        self._writer_thread = WriterThread("agentwatch-writer")
+        self._write_limiter = trio.CapacityLimiter(1)
+        self._busy_since: float | None = None  # trio time the write in progress began
         self._read_limiter = trio.CapacityLimiter(READERS)
         self._idle_readers: list[apsw.Connection] = []
         self._agents: dict[str, _AgentState] = {}
@@ -139,19 +139,15 @@ class SqliteStore:
     ) -> None:
         """Open (and migrate) the database, report started, then write until cancelled."""
         self._on_commit = on_commit
-        self._writer_thread.start()
+        self._writer = await trio.to_thread.run_sync(self._open_writer)
         try:
-            self._writer = await self._writer_thread.run(self._open_writer)
-            try:
-                async with trio.open_nursery() as nursery:
-                    await nursery.start(self._checkpointer.run)
-                    task_status.started()
-                    await self._write_loop(on_commit)
-            finally:
-                with trio.CancelScope(shield=True):
-                    await self._writer_thread.run(self._close_all)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(self._checkpointer.run)
+                task_status.started()
+                await self._write_loop(on_commit)
         finally:
-            self._writer_thread.stop()
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(self._close_all, limiter=self._write_limiter)
 
     def _open_writer(self) -> apsw.Connection:
         try:
@@ -239,7 +235,7 @@ class SqliteStore:
         started = trio.current_time()
         try:
             results, facts = await self._on_writer_thread(self._write, items)
-        except trio.Cancelled:  # before the hand-over (the thread never drops a call it took)
+        except trio.Cancelled:  # waiting for the limiter (a call a thread took is never abandoned)
             self._fail(items, "storage_unavailable", "the daemon is stopping; resend once it is back")
             raise
         except StorageUnavailable as exc:
@@ -289,7 +285,7 @@ class SqliteStore:
                 item.done.set()
 
     def _write(self, items: list[_Item]) -> tuple[list[Any], dict[tuple[str, int], SessionFacts]]:
-        """One transaction for everything in ``items`` (writer's thread); returns each item's result
+        """One transaction for everything in ``items`` (worker thread); returns each item's result
         and a copy of the facts of every session it changed."""
         assert self._writer is not None
         conn = self._writer
@@ -490,8 +486,8 @@ class SqliteStore:
         events, sessions = await self._in_writer(self._remove_batch, plan, max_events)
         self._checkpointer.committed()
         if sessions:
-            # Before any later commit's: callers of the writer's thread resume in the order of
-            # their calls, and this runs before this task awaits anything.
+            # Before any later commit's: the removal task and the writer take turns with the write
+            # limiter, and the writer's next commit cannot end before this task runs again.
             self._on_commit([], {}, sessions)
         await self._checkpointer.caught_up()  # bulk deletes go no faster than their pages reach the database
         return RemovedBatch(events, sessions, done=not plan.steps)
@@ -511,22 +507,29 @@ class SqliteStore:
         return freed
 
     async def _in_writer(self, function: Callable[..., Any], *args: Any) -> Any:
-        """``function(write_connection, *args)`` on the writer's thread, between commits."""
+        """``function(write_connection, *args)`` on a worker thread, between commits."""
         if self._writer is None:
             raise StorageUnavailable("the store is not open")
         try:
             return await self._on_writer_thread(function, self._writer, *args)
         except apsw.Error as exc:
             raise StorageUnavailable(f"{type(exc).__name__}: {exc}") from exc
-        except trio.ClosedResourceError:
-            raise StorageUnavailable("the store is closed") from None
 
     async def _on_writer_thread(self, function: Callable[..., Any], *args: Any) -> Any:
-        """``function(*args)`` on the writer's thread, after the calls before it."""
-        return await self._writer_thread.run(function, *args)
+        """``function(*args)`` on a worker thread, one at a time, timed for :meth:`writer_busy_for`.
+
+        A thread of the writer's own, woken at once instead of after the limiter's and
+        ``to_thread``'s yields, was tried: it shortened the hand-over (1.0 to 0.6 ms) but made the
+        events' ack latency 10-15 % worse in three A/B runs (docs/performance.md, P2)."""
+        async with self._write_limiter:
+            self._busy_since = trio.current_time()
+            try:
+                return await trio.to_thread.run_sync(function, *args)
+            finally:
+                self._busy_since = None
 
     def writer_busy_for(self) -> float:
-        return self._writer_thread.busy_for()
+        return 0.0 if self._busy_since is None else trio.current_time() - self._busy_since
 
     # --- for tests of failure paths ---
 
