@@ -48,6 +48,10 @@ def _judge(ok: bool) -> str:
     return "PASS" if ok else "MISS"
 
 
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
 def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
@@ -84,8 +88,8 @@ def fsync_rows(r: dict[str, Any]) -> list[Row]:
 
 def commit_pages_rows(r: dict[str, Any]) -> list[Row]:
     return [
-        Row(f"P2 cause: WAL written by a commit of {size['events_per_commit']} events over "
-            f"{min(size['events_per_commit'], r['agents'])} agents",
+        Row(f"P2 cause: WAL written by a commit of {_count(size['events_per_commit'], 'event')} from "
+            f"{_count(min(size['events_per_commit'], r['agents']), 'agent')}",
             "-", f"{size['wal_pages_per_commit']:g} pages ({size['wal_bytes_per_event']} bytes an event)", "-", None, "info")
         for size in r["sizes"]
     ]
