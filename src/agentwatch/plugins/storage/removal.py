@@ -2,9 +2,10 @@
 
 An event goes when any limit selects it:
 
-- ``max_age``: it arrived before the cutoff. Rowid order is arrival order, so the old events
-  are a prefix of the table, found by binary search and deleted by rowid range (and, against
-  rowids SQLite hands out again once the table is empty, by ``received_at``).
+- ``max_age``: it arrived before the cutoff. Rowid order is arrival order, nearly, so the old
+  events are a prefix of the table, found by binary search and deleted by rowid range (and by
+  ``received_at``, against the few rows near the boundary out of order and the rowids SQLite
+  hands out again once the table is empty).
 - ``max_sessions_per_agent``: its session is older than the agent's newest N.
 - ``max_events_per_agent``: it is not among the agent's newest N (by ``seq``).
 
@@ -159,7 +160,11 @@ def _agent_id(conn: apsw.Connection, plan: SqlitePlan, key: _AgentKey) -> str:
 
 def _last_old_rowid(conn: apsw.Connection, cutoff: int) -> int:
     """The last rowid of the events received before ``cutoff`` (0 if none), by binary search:
-    ``received_at`` grows with rowid (both follow arrival)."""
+    ``received_at`` grows with rowid, nearly (the writer takes each agent's frames together, so
+    two agents' frames can be stored up to a commit out of arrival order, and the wall clock can
+    step back). Near the boundary a row may be on the wrong side: the delete checks
+    ``received_at`` too, so nothing younger than ``cutoff`` goes, and an old row left behind goes
+    at the next sweep."""
     first = conn.execute("SELECT rowid, received_at FROM events ORDER BY rowid LIMIT 1").fetchone()
     if first is None or first[1] >= cutoff:
         return 0
