@@ -1,6 +1,7 @@
 """Live subscriptions of /v1/watch: the replay seam, slow subscribers, attention coalescing, agents, topics."""
 
 import json
+import random
 from functools import partial
 
 import pytest
@@ -321,3 +322,39 @@ async def test_a_plugin_adds_a_topic_and_a_failing_topic_fails_alone(state_dir):
             status = await w.call("status")
     assert note == {"jsonrpc": "2.0", "method": "tick", "params": {"subscription": sub, "events": 4}}
     assert status["plugin_errors"] == {"ticks": 1}
+
+
+async def test_subscriptions_at_random_points_of_a_steady_stream_get_every_event_once_in_order(state_dir):
+    """The seam under real timing: a commit is visible to the replay's reads before its stored-events
+    hook reaches the subscription, so the live path must skip what the replay already sent."""
+    rng = random.Random(15)
+    total, window, subscribers = 1600, 100, 120
+    results: list[tuple[int, list[int]]] = []
+    async with running_daemon(state_dir, QUIET | {"AGENTWATCH_STORAGE_SYNCHRONOUS": "normal"}) as d:
+        acked = 0
+
+        def heard(seq):
+            nonlocal acked
+            acked = seq
+
+        async def subscriber(start_at: int, agent_filter: dict[str, str]) -> None:
+            while acked < start_at:
+                await trio.sleep(0.001)
+            after_seq = max(0, acked - rng.randrange(0, 60))
+            async with watcher(d) as w:
+                sub = (await w.call("subscribe", topics=["events"], after_seq=after_seq, **agent_filter))["subscription"]
+                seqs = []
+                while len(seqs) < window:
+                    note = await w.notification()
+                    assert note["params"]["subscription"] == sub
+                    seqs.append(note["params"]["event"]["seq"])
+            results.append((after_seq, seqs))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(partial(ingest, d, "a1", total, batch=4, pause=0.0005, acked=heard))
+            for _ in range(subscribers):
+                agent_filter = {"agent_id": "a1"} if rng.random() < 0.5 else {}
+                nursery.start_soon(subscriber, rng.randrange(0, total - 2 * window), agent_filter)
+    wrong = [(after_seq, seqs) for after_seq, seqs in results if seqs != list(range(after_seq + 1, after_seq + window + 1))]
+    assert len(results) == subscribers
+    assert not wrong, f"{len(wrong)} of {subscribers} subscriptions saw a duplicate, a gap or disorder; first: {wrong[0]}"

@@ -1,9 +1,11 @@
 """The built-in ``events`` and ``agents`` topics of ``subscribe``.
 
 ``events`` replays what is stored after ``after_seq``, then goes live with no gap and no
-duplicate at the seam: while it replays, live events are held (boundedly) and afterwards only
-those above the last replayed ``seq`` of their agent are sent. If too many arrive while it
-replays, it drops them and reads again from the store, which has them all.
+duplicate at the seam: while it replays, live events are held (boundedly), and from then on only
+events above the last replayed ``seq`` of their agent are sent. The filter stays on once live: a
+commit is visible to the replay's reads before its stored-events hook runs, so the hook may bring
+events the replay already sent. If too many arrive while it replays, it drops them and reads again
+from the store, which has them all.
 
 ``agents`` tells of agents connecting, disconnecting, and starting a new session.
 """
@@ -38,6 +40,7 @@ class _EventFeed:
         self.live = self.params.after_seq is None  # nothing to replay
         self._held: deque[StoredEvent] = deque()
         self._overflowed = False
+        self._sent: dict[str, int] = {}  # the last seq replayed, per agent the replay read
 
     def wants(self, event: StoredEvent) -> bool:
         return (self.params.agent_id is None or event.agent_id == self.params.agent_id) and (
@@ -46,7 +49,8 @@ class _EventFeed:
 
     def committed(self, event: StoredEvent, encoded: RawJSON) -> None:
         if self.live:
-            self.subscription.notify("event", event=encoded)
+            if event.seq > self._sent.get(event.agent_id, 0):
+                self.subscription.notify("event", event=encoded)
         elif len(self._held) < HELD_WHILE_REPLAYING:
             self._held.append(event)
         else:
@@ -58,14 +62,14 @@ class _EventFeed:
         after_seq = self.params.after_seq
         if after_seq is None:  # live from the start
             return
-        sent: dict[str, int] = {}  # the last seq sent, per agent
+        sent = self._sent
         while not self.live:
             self._overflowed = False
             for agent_id in await self._agents(store):
                 sent[agent_id] = await self._replay_agent(store, agent_id, sent.get(agent_id, after_seq))
             while self._held and not self._overflowed:
                 event = self._held.popleft()
-                if event.seq > sent.get(event.agent_id, after_seq):
+                if event.seq > sent.get(event.agent_id, 0):
                     sent[event.agent_id] = event.seq
                     await self.subscription.deliver("event", event=RawJSON(event.to_json()))
             self.live = not self._overflowed  # nothing held is left: live from here, with no await between

@@ -24,17 +24,15 @@ event read from it keeps. Each record is stored once with one kind:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 
 from agentwatch.hookspecs import hookimpl
 from agentwatch.model import RAW, Format, Normalized
-from agentwatch.plugins.formats.fields import string
+from agentwatch.plugins.formats.fields import between, string
 
 #: How prompts that Claude Code submits on its own begin (the person never typed them).
 _INJECTED_PROMPTS = ("<task-notification>",)
-_TASK_SUMMARY = re.compile(r"<summary>(.*?)</summary>", re.DOTALL)
 #: Notification types that leave the agent blocked until the person answers.
 _ASKING = frozenset({"permission_prompt", "elicitation_dialog"})
 #: The message of a permission prompt in payloads without ``notification_type``.
@@ -89,8 +87,8 @@ def _session_start(data: dict[str, Any]) -> Normalized:
 def _prompt(data: dict[str, Any]) -> Normalized:
     text = string(data.get("prompt"))
     if text is not None and text.lstrip().startswith(_INJECTED_PROMPTS):
-        summary = _TASK_SUMMARY.search(text)
-        return _event("notification", data, text=summary.group(1).strip() if summary else text)
+        summary = between(text, "<summary>", "</summary>")
+        return _event("notification", data, text=summary.strip() if summary is not None else text)
     return _event("prompt", data, text=text)
 
 

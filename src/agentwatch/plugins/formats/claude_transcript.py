@@ -38,7 +38,6 @@ line: two ``turn_completed`` a moment apart, which leave the session in the same
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -74,7 +73,7 @@ _INJECTED_PREFIXES = (
 
 _INTERRUPTED = "[Request interrupted by user"
 
-_COMMAND_NAME = re.compile(r"<command-name>\s*/?([^<\s]*)\s*</command-name>")
+_COMMAND_OPEN, _COMMAND_CLOSE = "<command-name>", "</command-name>"
 
 #: Local commands that end the conversation, or start a new one.
 _COMMAND_KINDS = {
@@ -135,10 +134,30 @@ def _content_text(content: Any) -> str | None:
     return content if isinstance(content, str) else _joined(_blocks(content, "text"), "text")
 
 
+def command_name(text: str) -> str | None:
+    """The command of the first ``<command-name>/name</command-name>`` in ``text`` (a name of no
+    spaces, the slash optional, spaces around it allowed), or ``None``.
+
+    One pass over ``text``: each candidate's name ends at the next ``<``, where the next candidate
+    would begin (a regular expression would rescan from every opening tag, in quadratic time).
+    """
+    opened = text.find(_COMMAND_OPEN)
+    while opened >= 0:
+        start = opened + len(_COMMAND_OPEN)
+        end = text.find("<", start)
+        if end < 0:
+            return None
+        name = text[start:end].strip()
+        if text.startswith(_COMMAND_CLOSE, end) and len(name.split()) <= 1:
+            return name.removeprefix("/")
+        opened = text.find(_COMMAND_OPEN, end)
+    return None
+
+
 def _local_command(text: str, fields: dict[str, Any]) -> Normalized:
     """A local command's record: the end or clear of the conversation, else a notification."""
-    match = _COMMAND_NAME.search(text)
-    kind = _COMMAND_KINDS.get(match.group(1), "notification") if match else "notification"
+    name = command_name(text)
+    kind = _COMMAND_KINDS.get(name, "notification") if name is not None else "notification"
     return Normalized(kind, text=text, **fields)
 
 

@@ -23,6 +23,20 @@ def number(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
+def between(text: str, start: str, end: str) -> str | None:
+    """The text between the first ``start`` in ``text`` and the first ``end`` after it, or ``None``.
+
+    What ``re.search(f"{start}(.*?){end}", text, re.DOTALL)`` finds, in one pass: a regular
+    expression retries its scan from every ``start`` that has no ``end`` after it, which takes time
+    quadratic in the length of a record made of many of them.
+    """
+    opened = text.find(start)
+    if opened < 0:
+        return None
+    closed = text.find(end, opened + len(start))
+    return None if closed < 0 else text[opened + len(start) : closed]
+
+
 def by_type(data: dict[str, Any], handlers: Mapping[str, Callable[[dict[str, Any]], Normalized]]) -> Normalized:
     """``data`` read by the handler of its ``type``; ``raw`` for a type without one."""
     record_type = data.get("type")
