@@ -29,11 +29,12 @@ DEFAULTS = {
         "rate_limit": 0.0,
         "rate_burst": 2000,
         "max_connections": 4096,
+        "allowed_hosts": [],
     },
     "auth": {"enabled": True, "token_file": "token", "allowed_origins": []},
     "storage": {"path": "agentwatch.db", "synchronous": "full", "queue_bytes": 8 << 20},
     "plugins": {"disable": []},
-    "watch": {"backlog": 1000, "backlog_bytes": 16 << 20},
+    "watch": {"backlog": 1000, "backlog_bytes": 16 << 20, "max_bytes": 32 << 20},
     "attention": {"git_check_interval": 60.0},
     "stall": {"threshold": 900.0, "tool_threshold": 3600.0, "agents": {}, "labels": {}},
     "retention": {"max_age": 2592000.0, "max_events_per_agent": 50000, "max_sessions_per_agent": 0, "interval": 3600.0, "batch_events": 1000},
@@ -119,6 +120,7 @@ drain_timeout = "1m"
 rate_limit = 12.5
 rate_burst = 100
 max_connections = 50
+allowed_hosts = ["agents.example.internal"]
 
 [auth]
 enabled = false
@@ -135,6 +137,7 @@ disable = ["claude-stream-json", "some-plugin"]
 [watch]
 backlog = 50
 backlog_bytes = "1MiB"
+max_bytes = "48MiB"
 [attention]
 git_check_interval = "2m"
 [stall]
@@ -173,11 +176,12 @@ def test_a_file_with_every_documented_key(tmp_path):
             "rate_limit": 12.5,
             "rate_burst": 100,
             "max_connections": 50,
+            "allowed_hosts": ["agents.example.internal"],
         },
         "auth": {"enabled": False, "token_file": "/etc/agentwatch/token", "allowed_origins": ["http://localhost:3000", "https://example.org"]},
         "storage": {"path": "data/events.sqlite", "synchronous": "normal", "queue_bytes": 16384},
         "plugins": {"disable": ["claude-stream-json", "some-plugin"]},
-        "watch": {"backlog": 50, "backlog_bytes": 1 << 20},
+        "watch": {"backlog": 50, "backlog_bytes": 1 << 20, "max_bytes": 48 << 20},
         "attention": {"git_check_interval": 120.0},
         "stall": {
             "threshold": 1200.0,

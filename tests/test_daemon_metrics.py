@@ -112,3 +112,36 @@ async def test_a_metrics_address_in_use_stops_start_up(tmp_path):
             async with trio.open_nursery() as nursery:
                 await nursery.start(Daemon(config).run)
     taken.close()
+
+
+async def test_server_allowed_hosts_names_the_hosts_a_scrape_may_give_and_a_reload_changes_them(state_dir, tmp_path):
+    """DNS rebinding: only IPs, loopback names, listen hosts and server.allowed_hosts are answered."""
+
+    async def status_for(address: str, host: str) -> int:
+        ip, port = address.rsplit(":", 1)
+        stream = await trio.open_tcp_stream(ip, int(port))
+        async with stream:
+            await stream.send_all(f"GET /metrics HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+            return int((await stream.receive_some()).split()[1])
+
+    config_file = tmp_path / "agentwatch.toml"
+    config_file.write_text('[server]\nallowed_hosts = ["prometheus.internal"]\n')
+    config = load_config(Overrides(config_file=config_file, state_dir=state_dir, listen=["127.0.0.1:0"]), environ=SETTINGS)
+    daemon = Daemon(config)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(daemon.run)
+        [address] = daemon.metrics_addresses
+        assert await status_for(address, "prometheus.internal:9717") == 200
+        assert await status_for(address, "localhost") == 200
+        assert await status_for(address, "rebound.example") == 403
+        config_file.write_text('[server]\nallowed_hosts = ["rebound.example"]\n')
+        assert await daemon.reload(lambda: load_config(Overrides(config_file=config_file, state_dir=state_dir), environ=SETTINGS))
+        assert await status_for(address, "rebound.example") == 200
+        assert await status_for(address, "prometheus.internal") == 403
+        daemon.stop()
+
+
+@pytest.mark.parametrize("name", ["http://x.example", "x.example:80", "x y", "a@b"])
+def test_server_allowed_hosts_takes_only_host_names(name):
+    with pytest.raises(ConfigError, match="allowed_hosts.*host names"):
+        load_config(Overrides(), environ={"AGENTWATCH_SERVER_ALLOWED_HOSTS": name})

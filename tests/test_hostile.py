@@ -713,7 +713,7 @@ INVALID_UTF8 = st.sampled_from([b"\x80", b"\xff", b"\xc0\xaf", b"\xed\xa0\x80", 
 
 
 async def test_a_text_frame_that_is_not_utf8_ends_only_its_connection(state_dir):
-    """RFC 6455 fails such a connection (it should send close 1007 first; trio-websocket does not)."""
+    """RFC 6455 fails such a connection with close 1007 (trio-websocket alone only drops the socket)."""
     async with running_daemon(state_dir, FAST) as d, fuzzing(d) as fx:
 
         async def example(value: tuple[str, bytes, int, int, Traffic]) -> None:
@@ -730,12 +730,27 @@ async def test_a_text_frame_that_is_not_utf8_ends_only_its_connection(state_dir)
                     message = b'{"type": "event", "seq": 2, "data": {"kind": "output", "text": "abc"}}'
                 where %= len(message) + 1
                 await client.send(message[:where] + bad + message[where:], fragments)
-                assert await client.receive() in (("eof", None), ("close", 1007))
+                assert await client.receive() == ("close", 1007)
                 if endpoint == "agent":
                     assert (await raw_agent(d, agent_id, connection))[1] == 1, "nothing of the bad message is stored"
 
         endpoints = st.sampled_from(["agent", "watch"])
         await fuzz(st.tuples(endpoints, INVALID_UTF8, st.integers(0, 200), st.integers(1, 3), clean_traffic), example, 40)
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [bytes([0xC1, 0x80, 0, 0, 0, 0]), bytes([0x83, 0x80, 0, 0, 0, 0]), bytes([0x81, 0x00]), bytes([0x09, 0x80, 0, 0, 0, 0])],
+    ids=["reserved bit", "reserved opcode", "unmasked", "fragmented ping"],
+)
+@pytest.mark.parametrize("endpoint", ["/v1/agents/p1", "/v1/watch"])
+async def test_a_frame_that_breaks_the_protocol_gets_close_1002(state_dir, endpoint, frame):
+    async with running_daemon(state_dir, FAST) as d, AsyncExitStack() as connection:
+        client = await open_raw(d, endpoint, connection)
+        await client.stream.send_all(frame)
+        assert await client.receive() == ("close", 1002)
+        async with watcher(d) as w:
+            assert (await w.call("status"))["plugin_errors"] == {}
 
 
 # --- watch: a reference agent whose every query has one right answer ---------------------------------

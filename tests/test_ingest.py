@@ -371,6 +371,18 @@ async def test_handshake_rejections(state_dir, path, headers, status):
             assert (await w.call("status"))["agents_known"] == 0
 
 
+@pytest.mark.parametrize("scheme", ["bearer", "BEARER", "BeArEr  "])
+async def test_the_bearer_scheme_is_case_insensitive(state_dir, scheme):
+    """RFC 7235, 2.1: the scheme of an Authorization header is case-insensitive; the token is not."""
+    async with running_daemon(state_dir) as d:
+        async with open_websocket_url(f"{d.url}/v1/watch", extra_headers=[(b"Authorization", f"{scheme} {d.token}".encode())]):
+            pass
+        with pytest.raises(ConnectionRejected) as rejected:
+            async with open_websocket_url(f"{d.url}/v1/watch", extra_headers=[(b"Authorization", f"{scheme} {d.token.upper()}".encode())]):
+                pass
+        assert rejected.value.status_code == 401
+
+
 async def test_allowed_origin_and_longest_valid_agent_id_are_accepted(state_dir):
     settings = {"AGENTWATCH_AUTH_ALLOWED_ORIGINS": "http://localhost:3000"}
     agent_id = "A-z0.9_:@" + "x" * 119

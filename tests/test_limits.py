@@ -3,13 +3,14 @@ sending as fast as it can, cannot take the daemon from the other agents."""
 
 import resource
 import signal
+from contextlib import AsyncExitStack
 
 import trio
 from prometheus_client.parser import text_string_to_metric_families
 
 from agentwatch.limits import RESERVED_FDS, connection_cap
 from agentwatch.plugins.storage import sqlite_store
-from helpers import DaemonProcess, Running, agent, running_daemon
+from helpers import DaemonProcess, Running, agent, running_daemon, watcher
 
 LIMIT = {"AGENTWATCH_SERVER_MAX_CONNECTIONS": "8"}
 
@@ -28,19 +29,57 @@ async def response_to(stream: trio.SocketStream, timeout: float = 5) -> bytes:
     return received
 
 
-async def test_over_max_connections_a_client_gets_503_and_the_connected_agent_goes_on(state_dir):
+async def test_silent_sockets_cannot_lock_out_a_client_with_the_token(state_dir):
+    """Any local process can open sockets that never finish a handshake; when they fill
+    server.max_connections, the oldest of them gives way to each newcomer."""
     async with running_daemon(state_dir, LIMIT) as d, agent(d, "steady") as a:
         await a.hello()
-        idle = [await silent(d.address) for _ in range(7)]  # with the agent: 8, the limit
-        await trio.sleep(0.05)
+        silent_sockets = [await silent(d.address) for _ in range(200)]
+        with trio.fail_after(1):  # not the 10 s of the handshake timeout
+            async with agent(d, "with-token") as b:
+                assert (await b.hello())["type"] == "welcome"
+        await a.event(1, {"kind": "output"})
+        await a.until_ack(1)
+        for stream in silent_sockets[:-8]:
+            assert await response_to(stream) == b"", "an evicted socket is closed without a word"
+        for stream in silent_sockets:
+            await stream.aclose()
+    evicted = next(f for f in text_string_to_metric_families(d.daemon.metrics.registry.render())
+                   if f.name == "agentwatch_handshakes_evicted").samples[0].value
+    assert evicted >= 200 - 7
+
+
+async def test_the_metrics_endpoint_shares_the_budget_and_its_silent_sockets_give_way_too(state_dir):
+    async with running_daemon(state_dir, LIMIT | {"AGENTWATCH_METRICS_LISTEN": "127.0.0.1:0"}) as d:
+        [metrics] = d.daemon.metrics_addresses
+        silent_sockets = [await silent(metrics) for _ in range(50)]
+        with trio.fail_after(1):  # each socket of the metrics endpoint takes a slot
+            while d.daemon.admission.open < 8 or d.daemon.metrics.evicted.value < 50 - 8:
+                await trio.sleep(0.01)
+        with trio.fail_after(1):
+            async with agent(d, "with-token") as a:
+                assert (await a.hello())["type"] == "welcome"
+            scrape = await silent(metrics)
+            await scrape.send_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            assert (await response_to(scrape)).startswith(b"HTTP/1.1 200 OK\r\n")
+        for stream in silent_sockets:
+            await stream.aclose()
+
+
+async def test_when_every_slot_is_an_established_connection_a_newcomer_gets_503(state_dir):
+    async with running_daemon(state_dir, LIMIT) as d, AsyncExitStack() as stack:
+        watchers = [await stack.enter_async_context(watcher(d)) for _ in range(7)]
+        a = await stack.enter_async_context(agent(d, "steady"))
+        await a.hello()
         refused = [await silent(d.address) for _ in range(20)]
         for stream in refused:
             answer = await response_to(stream)
             assert answer.startswith(b"HTTP/1.1 503 Service Unavailable\r\n") and b"server.max_connections" in answer
+            await stream.aclose()
         await a.event(1, {"kind": "output"})
         await a.until_ack(1)
-        for stream in idle + refused:
-            await stream.aclose()
+        assert [(await w.call("status"))["agents_connected"] for w in watchers] == [1] * 7
+        await stack.aclose()
         await trio.sleep(0.05)
         async with agent(d, "newcomer") as b:  # slots are free again
             assert (await b.hello())["type"] == "welcome"

@@ -20,6 +20,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from agentwatch.addresses import is_loopback, parse_address
 from agentwatch.listeners import open_listener
 from agentwatch.metrics import Registry, add_process_metrics
+from agentwatch.admission import Admission
+from agentwatch.hosts import AllowedHosts
 from agentwatch.metrics_http import MAX_HEAD_BYTES, serve_metrics
 
 
@@ -235,10 +237,12 @@ def test_process_start_time_is_when_the_process_started():
 
 
 @asynccontextmanager
-async def serving(registry: Registry, address: str = "127.0.0.1:0") -> AsyncIterator[list[trio.SocketListener]]:
+async def serving(
+    registry: Registry, address: str = "127.0.0.1:0", hosts: AllowedHosts = AllowedHosts([])
+) -> AsyncIterator[list[trio.SocketListener]]:
     listeners = await open_listener(parse_address(address))
     async with trio.open_nursery() as nursery:
-        await nursery.start(serve_metrics, listeners, registry)
+        await nursery.start(serve_metrics, listeners, registry, lambda: hosts, Admission(64))
         yield listeners
         nursery.cancel_scope.cancel()
 
@@ -300,8 +304,8 @@ async def test_get_metrics_with_an_independent_client():
 async def test_head_is_get_without_the_body_and_a_query_is_ignored():
     async with serving(sample_registry()) as listeners:
         port = port_of(listeners)
-        get = split_response(await exchange(port, b"GET /metrics?debug=1 HTTP/1.1\r\nHost: x\r\n\r\n"))
-        head = split_response(await exchange(port, b"HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n"))
+        get = split_response(await exchange(port, b"GET /metrics?debug=1 HTTP/1.1\r\nHost: localhost:9717\r\n\r\n"))
+        head = split_response(await exchange(port, b"HEAD /metrics HTTP/1.1\r\nHost: localhost:9717\r\n\r\n"))
     assert get[0] == head[0] == 200
     assert head[2] == b""
     assert head[1]["content-length"] == get[1]["content-length"] == str(len(get[2]))
@@ -310,9 +314,26 @@ async def test_head_is_get_without_the_body_and_a_query_is_ignored():
 
 
 @pytest.mark.parametrize(
+    ("host", "status"),
+    [
+        (b"localhost", 200), (b"LocalHost.:9717", 200), (b"app.localhost", 200), (b"127.0.0.1:9717", 200),
+        (b"[::1]:9717", 200), (b"10.1.2.3", 200), (b"Metrics.Example:80", 200), (None, 200),
+        (b"rebound.example", 403), (b"localhost.rebound.example:9717", 403), (b"127.0.0.1.nip.io", 403), (b"", 403),
+    ],
+)
+async def test_only_a_host_that_no_rebinding_page_can_name_is_answered(host, status):
+    """DNS rebinding: a page of rebound.example resolved to 127.0.0.1 sends Host: rebound.example."""
+    request = b"GET /metrics HTTP/1.1\r\n" + (b"Host: " + host + b"\r\n" if host is not None else b"") + b"\r\n"
+    async with serving(sample_registry(), hosts=AllowedHosts(["metrics.example"])) as listeners:
+        got, headers, body = split_response(await exchange(port_of(listeners), request))
+    assert got == status
+    assert (b"agentwatch_events_total" in body) == (status == 200)
+
+
+@pytest.mark.parametrize(
     ("request_bytes", "status", "hint"),
     [
-        (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 404, b"/metrics"),
+        (b"GET / HTTP/1.1\r\nHost: localhost:9717\r\n\r\n", 404, b"/metrics"),
         (b"GET /metrics/ HTTP/1.0\r\n\r\n", 404, b"/metrics"),
         (b"POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n", 405, b"GET and HEAD"),
         (b"DELETE /metrics HTTP/1.1\r\n\r\n", 405, b"GET and HEAD"),
@@ -321,6 +342,8 @@ async def test_head_is_get_without_the_body_and_a_query_is_ignored():
         (b"GET /metrics HTTP/2.0\r\n\r\n", 400, b"GET /metrics HTTP/1.1"),
         (b"GET  /metrics HTTP/1.1\r\n\r\n", 400, b"GET /metrics HTTP/1.1"),
         (b"GET /metrics HTTP/1.1\r\nHost: " + b"x" * MAX_HEAD_BYTES + b"\r\n\r\n", 431, b"8192 bytes"),
+        (b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nHost: localhost\r\n\r\n", 400, b"one Host"),
+        (b"GET /metrics HTTP/1.1\r\nHost: rebound.example:9717\r\n\r\n", 403, b"server.allowed_hosts"),
     ],
 )
 async def test_refusals_say_what_to_do(request_bytes, status, hint):
@@ -361,13 +384,13 @@ async def test_a_client_sending_far_more_than_the_limit_still_reads_its_431():
 async def test_a_head_cut_short_is_a_bad_request_and_silence_then_eof_gets_nothing():
     async with serving(sample_registry()) as listeners:
         port = port_of(listeners)
-        assert split_response(await exchange(port, b"GET /metrics HTTP/1.1\r\nHost: x\r\n", then_eof=True))[0] == 400
+        assert split_response(await exchange(port, b"GET /metrics HTTP/1.1\r\nHost: localhost:9717\r\n", then_eof=True))[0] == 400
         assert await exchange(port, b"", then_eof=True) == b""
 
 
 async def test_bare_newlines_and_leading_empty_lines_are_accepted():
     async with serving(sample_registry()) as listeners:
-        raw = await exchange(port_of(listeners), b"\r\n\nGET /metrics HTTP/1.0\nHost: x\n\n")
+        raw = await exchange(port_of(listeners), b"\r\n\nGET /metrics HTTP/1.0\nHost: localhost\n\n")
     assert split_response(raw)[0] == 200
 
 

@@ -324,6 +324,27 @@ async def test_a_plugin_adds_a_topic_and_a_failing_topic_fails_alone(state_dir):
     assert status["plugin_errors"] == {"ticks": 1}
 
 
+async def test_events_a_replay_read_before_their_hook_reached_the_topic_are_sent_once(state_dir):
+    """A commit is visible to the replay's reads before the stored-events hook brings it to the topic:
+    here the hook is held back until the subscription has replayed those events and gone live."""
+    async with running_daemon(state_dir, QUIET) as d:
+        await ingest(d, "a1", 20)
+        [topic] = [impl for impl in d.daemon.plugins.manager.hook.agentwatch_events_stored.get_hookimpls()
+                   if impl.plugin_name == "watch-topics"]
+        stored, late = topic.function, []
+        topic.function = late.append
+        await ingest(d, "a1", 5, start=21)
+        async with watcher(d) as w:
+            sub = (await w.call("subscribe", topics=["events"], after_seq=0))["subscription"]
+            seen = await events_until(w, sub, {"a1": 25})
+            topic.function = stored
+            for events in late:
+                stored(events)
+            await ingest(d, "a1", 1, start=26)
+            seen["a1"].append((await w.notification())["params"]["event"]["seq"])
+    assert seen["a1"] == list(range(1, 27))
+
+
 async def test_subscriptions_at_random_points_of_a_steady_stream_get_every_event_once_in_order(state_dir):
     """The seam under real timing: a commit is visible to the replay's reads before its stored-events
     hook reaches the subscription, so the live path must skip what the replay already sent."""
@@ -331,15 +352,17 @@ async def test_subscriptions_at_random_points_of_a_steady_stream_get_every_event
     total, window, subscribers = 1600, 100, 120
     results: list[tuple[int, list[int]]] = []
     async with running_daemon(state_dir, QUIET | {"AGENTWATCH_STORAGE_SYNCHRONOUS": "normal"}) as d:
-        acked = 0
+        acked, progress = 0, trio.Event()
 
         def heard(seq):
-            nonlocal acked
+            nonlocal acked, progress
             acked = seq
+            progress.set()
+            progress = trio.Event()
 
         async def subscriber(start_at: int, agent_filter: dict[str, str]) -> None:
             while acked < start_at:
-                await trio.sleep(0.001)
+                await progress.wait()
             after_seq = max(0, acked - rng.randrange(0, 60))
             async with watcher(d) as w:
                 sub = (await w.call("subscribe", topics=["events"], after_seq=after_seq, **agent_filter))["subscription"]

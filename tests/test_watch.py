@@ -6,6 +6,7 @@ from datetime import datetime
 
 import pytest
 import trio
+from trio_websocket import ConnectionClosed, connect_websocket_url
 
 from agentwatch import __version__
 from helpers import TIMEOUT, RpcError, agent, running_daemon, stored, watcher
@@ -600,7 +601,7 @@ async def test_nesting_too_deep_for_the_parser_is_a_parse_error(state_dir):
 
 
 async def test_an_events_page_stops_growing_at_its_byte_budget(state_dir, monkeypatch):
-    monkeypatch.setattr("agentwatch.plugins.storage.sqlite_store.MAX_PAGE_BYTES", 5000)
+    monkeypatch.setattr("agentwatch.plugins.watch_queries.MAX_PAGE_BYTES", 5000)
     async with running_daemon(state_dir) as d:
         async with agent(d, "a1") as a:
             await a.hello()
@@ -611,3 +612,17 @@ async def test_an_events_page_stops_growing_at_its_byte_budget(state_dir, monkey
             assert [e["seq"] for e in page["events"]] == [1, 2] and page["has_more"] is True
             page = await w.call("events.list", agent_id="a1", after_seq=2)
             assert [e["seq"] for e in page["events"]] == [3, 4] and page["has_more"] is True
+
+
+async def test_at_shutdown_watchers_are_closed_with_1001_as_agents_are(state_dir):
+    async with trio.open_nursery() as clients:
+        async with running_daemon(state_dir) as d:
+            idle = await connect_websocket_url(clients, f"{d.url}/v1/watch", extra_headers=d.headers())
+            subscribed = await connect_websocket_url(clients, f"{d.url}/v1/watch", extra_headers=d.headers())
+            await subscribed.send_message(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "subscribe", "params": {"topics": ["events"]}}))
+            assert json.loads(await subscribed.get_message())["result"] == {"subscription": 1}
+        for ws in (idle, subscribed):
+            with trio.fail_after(TIMEOUT), pytest.raises(ConnectionClosed):
+                while True:
+                    await ws.get_message()
+            assert (ws.closed.code, ws.closed.reason) == (1001, "daemon shutting down")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import os
 import secrets
 from collections.abc import Iterable
 from pathlib import Path
+
+from agentwatch.file_errors import explain
 
 
 class TokenFileError(Exception):
@@ -18,7 +21,10 @@ def ensure_token(path: Path) -> str:
 
     The file appears whole or not at all: it is written under another name and linked into place.
     """
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _cannot_create(path, exc) from None
     if path.exists():
         return read_token(path)
     token = secrets.token_urlsafe(32)
@@ -33,10 +39,15 @@ def ensure_token(path: Path) -> str:
     except FileExistsError:  # another process created it first: use theirs
         return read_token(path)
     except OSError as exc:
-        raise TokenFileError(f"cannot create token file {path}: {exc.strerror}") from None
+        raise _cannot_create(path, exc) from None
     finally:
-        partial.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # on a read-only file system even an absent file's unlink fails
+            partial.unlink(missing_ok=True)
     return token
+
+
+def _cannot_create(path: Path, exc: OSError) -> TokenFileError:
+    return TokenFileError(f"cannot create token file {path}: {explain(exc, path)}")
 
 
 def read_token(path: Path) -> str:
@@ -44,7 +55,7 @@ def read_token(path: Path) -> str:
     try:
         token = path.read_text(encoding="utf-8").strip()
     except OSError as exc:
-        raise TokenFileError(f"cannot read token file {path}: {exc.strerror}") from None
+        raise TokenFileError(f"cannot read token file {path}: {explain(exc, path)}") from None
     if not token:
         raise TokenFileError(f"token file {path} is empty; delete it and a new token is created at start")
     return token
@@ -54,7 +65,7 @@ class HandshakeGuard:
     """Decides whether a WebSocket handshake may proceed: ``None`` or an HTTP status to reject with."""
 
     def __init__(self, token: str | None, allowed_origins: Iterable[str]) -> None:
-        self._expected = f"Bearer {token}".encode() if token is not None else None
+        self._expected = token.encode() if token is not None else None
         self._origins = {origin.encode() for origin in allowed_origins}
 
     def allowing(self, allowed_origins: Iterable[str]) -> HandshakeGuard:
@@ -74,8 +85,15 @@ class HandshakeGuard:
                 origin = value.strip()
         if origin is not None and origin not in self._origins:
             return 403
-        if self._expected is not None and (
-            authorization is None or not hmac.compare_digest(authorization, self._expected)
-        ):
+        if self._expected is not None and not hmac.compare_digest(bearer_token(authorization) or b"", self._expected):
             return 401
         return None
+
+
+def bearer_token(authorization: bytes | None) -> bytes | None:
+    """The token of an ``Authorization: Bearer <token>`` header value; the scheme's case does not
+    matter (RFC 7235, 2.1), nor the spaces after it."""
+    if authorization is None:
+        return None
+    scheme, _, token = authorization.partition(b" ")
+    return token.strip(b" ") if scheme.lower() == b"bearer" else None

@@ -50,6 +50,10 @@ class Backlog(Generic[T]):
             return False
         return True
 
+    def skip(self) -> None:
+        """Count an item that was not offered (it did not fit elsewhere) as skipped here."""
+        self._skipped += 1
+
     async def put(self, item: T, size: int = 0) -> None:
         """Keep ``item``, waiting for room (for a writer that can wait, such as a replay)."""
         while not self.offer_if_room(item, size):
@@ -71,6 +75,14 @@ class Backlog(Generic[T]):
         """Wait until the reader has taken everything kept and every gap."""
         while self._items or self._skipped:
             await self._wait()
+
+    def clear(self) -> list[T]:
+        """Take every item kept, without waiting (the reader is gone)."""
+        items = [item for item, _ in self._items]
+        self._items.clear()
+        self._bytes = 0
+        self._wake()
+        return items
 
     def close(self) -> None:
         """No more items will come: once the reader has the rest, :meth:`get` raises ``trio.EndOfChannel``."""

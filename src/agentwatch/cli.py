@@ -169,7 +169,7 @@ def _serve(args: argparse.Namespace) -> int:
     from agentwatch.auth import TokenFileError
     from agentwatch.daemon import StartupError, serve
     from agentwatch.logs import configure_logging, get_logger
-    from agentwatch.store import StoreRefused
+    from agentwatch.store import StorageUnavailable, StoreRefused
 
     overrides = Overrides(args.config, args.state_dir, args.listen, args.no_auth, args.log_level, args.log_format)
     config = _load(overrides)
@@ -180,11 +180,11 @@ def _serve(args: argparse.Namespace) -> int:
     failures: list[BaseException] = []
     try:
         trio.run(serve, config, lambda: load_config(overrides))
-    except* (StartupError, StoreRefused, TokenFileError) as group:
-        failures = leaves(group)
-    for exc in failures:
-        log.error("startup_failed", error=str(exc))
-        print(f"agentwatch: cannot start: {exc}", file=sys.stderr)
+    except* (StartupError, StoreRefused, TokenFileError, StorageUnavailable) as group:
+        failures = leaves(group)  # StorageUnavailable: a plugin's start-up read found the store unreadable
+    for message in dict.fromkeys(map(str, failures)):  # plugins that read the same damaged store say the same
+        log.error("startup_failed", error=message)
+        print(f"agentwatch: cannot start: {message}", file=sys.stderr)
     return EXIT_CONFIG if failures else 0
 
 

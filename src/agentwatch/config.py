@@ -25,7 +25,8 @@ class ConfigError(Exception):
 
 # --- value parsers: each takes the raw value (TOML type or an environment string) ---
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+# Matched against the stripped value: a \s* on both sides of an optional unit backtracks in quadratic time.
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
 
@@ -33,12 +34,12 @@ def parse_duration(value: Any) -> float:
     """Seconds from a number or a string with a unit: ``250ms``, ``20s``, ``15m``, ``1h``, ``30d``."""
     if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
         return float(value)
-    if isinstance(value, str) and (match := _DURATION.match(value)):
+    if isinstance(value, str) and (match := _DURATION.fullmatch(value.strip())):
         return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
     raise ValueError("a duration: seconds as a number, or a string such as 250ms, 20s, 15m, 1h, 30d")
 
 
-_SIZE = re.compile(r"^\s*(\d+)\s*(b|kib|mib|gib|kb|mb|gb)?\s*$", re.IGNORECASE)
+_SIZE = re.compile(r"(\d+)\s*(b|kib|mib|gib|kb|mb|gb)?", re.IGNORECASE)
 _UNIT_BYTES = {"b": 1, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "kb": 10**3, "mb": 10**6, "gb": 10**9, None: 1}
 
 
@@ -46,7 +47,7 @@ def parse_size(value: Any) -> int:
     """Bytes from a whole number or a string with a unit: ``512KiB``, ``64MiB``, ``1GiB``, ``10MB``."""
     if isinstance(value, int) and not isinstance(value, bool) and value > 0:
         return value
-    if isinstance(value, str) and (match := _SIZE.match(value)):
+    if isinstance(value, str) and (match := _SIZE.fullmatch(value.strip())):
         unit = match.group(2).lower() if match.group(2) else None
         if (size := int(match.group(1)) * _UNIT_BYTES[unit]) > 0:
             return size
@@ -146,6 +147,15 @@ def _loopback_or_off(value: Any) -> str:
     return text
 
 
+def _host_list(value: Any) -> list[str]:
+    """Host names (``dashboard.example``), each without a port or scheme."""
+    names = _string_list(value)
+    for name in names:
+        if any(char in name for char in "/@ \t") or name.count(":") == 1:
+            raise ValueError(f"host names such as agents.example.internal, without scheme, port or path; got {name!r}")
+    return names
+
+
 def _listen_list(value: Any) -> list[str]:
     addresses = _string_list(value)
     if not addresses:
@@ -168,6 +178,7 @@ SCHEMA: dict[str, dict[str, tuple[Callable[[Any], Any], Any]]] = {
         "rate_limit": (_non_negative_number, 0.0),
         "rate_burst": (_whole_number(1), 2000),
         "max_connections": (_whole_number(1), 4096),  # sockets at once; more get HTTP 503
+        "allowed_hosts": (_host_list, []),  # Host names HTTP requests may give besides IPs, localhost, listen hosts
     },
     "auth": {
         "enabled": (_bool, True),
@@ -185,6 +196,7 @@ SCHEMA: dict[str, dict[str, tuple[Callable[[Any], Any], Any]]] = {
     "watch": {
         "backlog": (_whole_number(1), 1000),  # notifications a subscriber may fall behind by
         "backlog_bytes": (parse_size, 16 << 20),
+        "max_bytes": (parse_size, 32 << 20),  # replies and notifications held for all watchers together
     },
     "attention": {
         "git_check_interval": (_positive_duration, 60.0),

@@ -22,9 +22,12 @@ import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest
 
 from agentwatch import __version__, daemon_file
+from agentwatch.admission import Admission, Slot
 from agentwatch.auth import HandshakeGuard, ensure_token
 from agentwatch.config import Config, ConfigError
+from agentwatch.file_errors import explain
 from agentwatch.handshake import handshake, peer
+from agentwatch.hosts import AllowedHosts
 from agentwatch.daemon_metrics import DaemonMetrics
 from agentwatch.ingest import CLOSE_TIMEOUT, AgentConnection
 from agentwatch.keepalive import CLOSE_PING_TIMEOUT, unanswered_ping
@@ -44,6 +47,7 @@ from agentwatch.store import SessionKey, Store
 from agentwatch.subscriptions import ConnectionSubscriptions
 from agentwatch.supervision import supervise
 from agentwatch.watch import WatchConnection
+from agentwatch.watch_budget import WatchBudget
 
 log = get_logger(__name__)
 
@@ -82,10 +86,10 @@ class Daemon:
             self.watch_methods = self.plugins.watch_methods()
             self.topics = self.plugins.topics()
             self.plugins.check_config(config)
+            self.metrics = DaemonMetrics(self, Registry())
+            store = self.plugins.first("agentwatch_open_store", config=config, metrics=self.metrics.registry)
         except PluginError as exc:
             raise StartupError(str(exc)) from None
-        self.metrics = DaemonMetrics(self, Registry())
-        store = self.plugins.hook.agentwatch_open_store(config=config, metrics=self.metrics.registry)
         if store is None:
             raise StartupError("no plugin provides a store: 'storage' is disabled and no installed plugin replaces it")
         self.store: Store = store
@@ -99,13 +103,17 @@ class Daemon:
         self._stop_requested = trio.Event()
         self._draining = False
         self._drained = trio.Event()
-        self._watchers: set[WebSocketConnection] = set()
+        self._watchers: dict[WebSocketConnection, trio.CancelScope] = {}  # each one's serving, cancelled at shutdown
+        self._watchers_gone = trio.Event()  # set when shutting down and the last watcher has closed
         self._conn_ids = itertools.count(1)
-        self._sockets = 0  # accepted sockets open now
-        self._max_sockets = connection_cap(config["server"]["max_connections"], raise_fd_limit())
+        self.admission = Admission(
+            connection_cap(config["server"]["max_connections"], raise_fd_limit()), on_evict=self.metrics.evicted.inc
+        )
         self._refused = 0  # connections refused over the limit, since start
         self._refusal_logged_at = -math.inf
         self._guard = HandshakeGuard(None, ())
+        self.allowed_hosts = _allowed_hosts(config)  # the Host names its HTTP endpoints answer to
+        self.watch_budget = WatchBudget(config["watch"]["max_bytes"])  # replies and notifications held for watchers
 
     # --- registry of agent connections ---
 
@@ -158,6 +166,8 @@ class Daemon:
         previous, self.config = self.config, update.config
         set_level(self.config["log"]["level"])
         self._guard = self._guard.allowing(self.config["auth"]["allowed_origins"])
+        self.allowed_hosts = _allowed_hosts(self.config)
+        self.watch_budget.limit = self.config["watch"]["max_bytes"]
         self.plugins.notify("agentwatch_config_reloaded", config=self.config, previous=previous)
         if update.needs_restart:
             log.warning("reload_needs_restart", settings=update.needs_restart, hint="these keep their running values until a restart")
@@ -169,6 +179,11 @@ class Daemon:
     async def run(self, *, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until :meth:`stop`; ``task_status.started`` gets the bound addresses."""
         self._started_at = trio.current_time()
+        state_dir = self.config.state_dir
+        try:  # the token, the database and daemon.json are made in it by default
+            await trio.to_thread.run_sync(partial(state_dir.mkdir, mode=0o700, parents=True, exist_ok=True))
+        except OSError as exc:
+            raise StartupError(f"cannot use the state directory {state_dir}: {explain(exc, state_dir)}") from None
         auth = self.config["auth"]
         token = None
         if auth["enabled"]:
@@ -190,7 +205,7 @@ class Daemon:
                         await self._announce()
                         log.info(
                             "ready", version=__version__, pid=os.getpid(), addresses=self.addresses, state_dir=str(self.config.state_dir),
-                            auth=auth["enabled"], plugins=self.plugins.names(), max_connections=self._max_sockets,
+                            auth=auth["enabled"], plugins=self.plugins.names(), max_connections=self.admission.limit,
                             config_file=str(self.config.file) if self.config.file else None,
                         )
                         self.notifier.ready(self.status_line(0.0))
@@ -234,7 +249,7 @@ class Daemon:
         except OSError as exc:
             await self._close(listeners)
             raise StartupError(f"cannot serve metrics on {text}: {exc.strerror or exc}; choose another metrics.listen") from None
-        await nursery.start(serve_metrics, opened, self.metrics.registry)
+        await nursery.start(serve_metrics, opened, self.metrics.registry, lambda: self.allowed_hosts, self.admission)
         self.metrics_addresses = [bound_address(listener) for listener in opened]
         log.info("metrics_listening", addresses=self.metrics_addresses, path=METRICS_PATH)
 
@@ -263,10 +278,13 @@ class Daemon:
             self._drained.set()
         for conn in list(self.connections.values()):
             conn.stop_reading()
+        for serving in self._watchers.values():
+            serving.cancel()
+        if not self._watchers:
+            self._watchers_gone.set()
         with trio.move_on_after(drain_timeout) as deadline:
-            for ws in list(self._watchers):
-                handlers.start_soon(ws.aclose, 1001, "daemon shutting down")
             await self._drained.wait()
+            await self._watchers_gone.wait()
         if deadline.cancelled_caught:
             log.warning("drain_timeout", connections=len(self.connections))
         handlers.cancel_scope.cancel()
@@ -285,15 +303,17 @@ class Daemon:
     # --- one connection ---
 
     async def _serve_stream(self, stream: trio.SocketStream) -> None:
-        """One accepted socket: the WebSocket handshake, the endpoint, then the socket closed."""
-        if self._sockets >= self._max_sockets:
+        """One accepted socket: the WebSocket handshake, the endpoint, then the socket closed; a socket
+        still in its handshake when the budget is full is closed to make room (:mod:`agentwatch.admission`)."""
+        slot = self.admission.admit()
+        if slot is None:
             await self._refuse_busy(stream)
             return
-        self._sockets += 1
         try:
-            await self._serve_accepted(stream)
+            with slot.scope:
+                await self._serve_accepted(stream, slot)
         finally:
-            self._sockets -= 1
+            slot.release()
 
     async def _refuse_busy(self, stream: trio.SocketStream) -> None:
         """Over ``server.max_connections``: HTTP 503 at once, and a log line at most every 10 s (with the
@@ -301,7 +321,7 @@ class Daemon:
         self.metrics.rejected.labels("503").inc()
         self._refused += 1
         if trio.current_time() - self._refusal_logged_at >= BUSY_LOG_EVERY:
-            log.warning("connection_limit", refused_since_start=self._refused, max_connections=self._max_sockets,
+            log.warning("connection_limit", refused_since_start=self._refused, max_connections=self.admission.limit,
                         hint="raise server.max_connections, or find the client that opens so many")
             self._refusal_logged_at = trio.current_time()
         with trio.move_on_after(1.0):
@@ -311,20 +331,20 @@ class Daemon:
                 pass
         await trio.aclose_forcefully(stream)
 
-    async def _serve_accepted(self, stream: trio.SocketStream) -> None:
+    async def _serve_accepted(self, stream: trio.SocketStream, slot: Slot) -> None:
         server = self.config["server"]
         try:
             async with trio.open_nursery() as nursery:
                 request = await handshake(nursery, stream, max_message_size=server["max_frame_bytes"], timeout=HANDSHAKE_TIMEOUT)
                 if request is not None:
-                    await self._handle(request, peer(stream))
+                    await self._handle(request, peer(stream), slot)
                 nursery.cancel_scope.cancel()
         except Exception:
             log.exception("connection_failed")
         finally:
             await trio.aclose_forcefully(stream)
 
-    async def _handle(self, request: WebSocketRequest, remote: str) -> None:
+    async def _handle(self, request: WebSocketRequest, remote: str, slot: Slot) -> None:
         conn_id = next(self._conn_ids)
         structlog.contextvars.bind_contextvars(conn_id=conn_id)
         try:
@@ -344,6 +364,7 @@ class Daemon:
                 self.metrics.rejected.labels(str(status)).inc()
                 await request.reject(status, body=_REJECT_BODIES[status])
                 return
+            slot.established()
             ws = await request.accept()
             if agent_id is not None:
                 structlog.contextvars.bind_contextvars(agent_id=agent_id)
@@ -354,31 +375,47 @@ class Daemon:
             pass
 
     async def _watch(self, ws: WebSocketConnection) -> None:
+        """Serve a watch connection; at shutdown, close it with 1001 as agents are (this task closes it, so
+        that its reader is still there to see the peer's answer)."""
         log.info("watch_connected")
-        self._watchers.add(ws)
+        serving = trio.CancelScope()
+        self._watchers[ws] = serving
         server = self.config["server"]
         try:
-            async with trio.open_nursery() as nursery:
+            with serving:
+                if self._draining:
+                    serving.cancel()
+                async with trio.open_nursery() as nursery:
 
-                async def keep_alive() -> None:
-                    if await unanswered_ping(ws, server["ping_interval"], server["ping_timeout"]):
-                        log.info("ping_timeout", timeout_s=server["ping_timeout"])
-                        with trio.move_on_after(CLOSE_TIMEOUT):
-                            await ws.aclose(CLOSE_PING_TIMEOUT, "ping timeout")
-                        nursery.cancel_scope.cancel()
+                    async def keep_alive() -> None:
+                        if await unanswered_ping(ws, server["ping_interval"], server["ping_timeout"]):
+                            log.info("ping_timeout", timeout_s=server["ping_timeout"])
+                            with trio.move_on_after(CLOSE_TIMEOUT):
+                                await ws.aclose(CLOSE_PING_TIMEOUT, "ping timeout")
+                            nursery.cancel_scope.cancel()
 
-                nursery.start_soon(keep_alive)
-                connection = WatchConnection(self, ws, self.watch_methods)
-                subscriptions = ConnectionSubscriptions(self, connection, nursery)
-                connection.methods.update(subscriptions.methods())
-                await connection.serve()
-                nursery.cancel_scope.cancel()
+                    nursery.start_soon(keep_alive)
+                    connection = WatchConnection(self, ws, self.watch_methods)
+                    subscriptions = ConnectionSubscriptions(self, connection, nursery)
+                    connection.methods.update(subscriptions.methods())
+                    await connection.serve()
+                    nursery.cancel_scope.cancel()
+            if serving.cancelled_caught:
+                with trio.move_on_after(CLOSE_TIMEOUT):
+                    await ws.aclose(1001, "daemon shutting down")
         finally:
-            self._watchers.discard(ws)
+            del self._watchers[ws]
+            if self._draining and not self._watchers:
+                self._watchers_gone.set()
             log.info("watch_disconnected")
 
     def __repr__(self) -> str:
         return f"<Daemon {' '.join(self.addresses) or 'not listening'}>"
+
+
+def _allowed_hosts(config: Config) -> AllowedHosts:
+    server = config["server"]
+    return AllowedHosts(server["allowed_hosts"], [*server["listen"], config["metrics"]["listen"] or "unix:/"])
 
 
 _REJECT_BODIES: dict[int, bytes] = {

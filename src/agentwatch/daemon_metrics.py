@@ -31,9 +31,17 @@ class DaemonMetrics:
         self.rejected = registry.counter(
             "agentwatch_handshakes_rejected_total", "WebSocket handshakes refused, by HTTP status.", ["status"]
         )
+        self.evicted = registry.counter(
+            "agentwatch_handshakes_evicted_total",
+            "Sockets closed before they finished their handshake, to make room for a newer one (server.max_connections).",
+        ).labels()
         registry.gauge("agentwatch_agents_connected", "Agents connected now.", read=lambda: len(daemon.connections))
         registry.gauge("agentwatch_watchers_connected", "Connections on /v1/watch now.", read=daemon.watchers)
         registry.gauge("agentwatch_subscriptions", "Live subscriptions on /v1/watch now.", read=lambda: daemon.subscriptions)
+        registry.gauge(
+            "agentwatch_watch_held_bytes", "Bytes of replies and notifications held for watchers now (limit: watch.max_bytes).",
+            read=lambda: daemon.watch_budget.used,
+        )
         registry.counter(
             "agentwatch_plugin_errors_total", "Exceptions raised by plugins, by plugin.", ["plugin"],
             read=lambda: {(plugin,): count for plugin, count in daemon.plugins.errors.items()},

@@ -3,14 +3,21 @@
 trio-websocket waits for a handshake request until something cancels it, even after the peer
 closed its socket; without this, every connection opened and closed before its handshake would
 hold a connection slot until the handshake timeout.
+
+The connection is trio-websocket's, with one repair (:class:`_FailingConnection`): a peer that
+breaks the protocol gets the close frame RFC 6455 asks for (1007, 1002) before the socket closes.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 import trio
-from trio_websocket import WebSocketRequest, wrap_server_stream
+from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest
+from wsproto import ConnectionType, WSConnection
+from wsproto.connection import ConnectionState
+from wsproto.events import CloseConnection
 
 RECEIVE_BYTES = 65536
 
@@ -53,6 +60,31 @@ class _Watched(trio.abc.Stream):
         await self.stream.aclose()
 
 
+class _FailingConnection(WebSocketConnection):
+    """trio-websocket's connection, failing a connection as RFC 6455 (7.1.7) says.
+
+    When wsproto cannot read what the peer sent (a text message that is not UTF-8: 1007; a frame
+    that breaks the protocol: 1002), it reports a close with that code while the connection is
+    still open; trio-websocket (0.12) then drops the socket without a close frame, so the peer
+    sees 1006 and no reason. This sends the close frame first.
+    """
+
+    async def _handle_close_connection_event(self, event: CloseConnection) -> None:
+        if self._wsproto.state is ConnectionState.OPEN:  # the peer sent no close: wsproto failed the connection
+            with contextlib.suppress(ConnectionClosed):
+                await self._send(event)
+        await super()._handle_close_connection_event(event)
+
+
+async def _wrap_server_stream(nursery: trio.Nursery, stream: trio.abc.Stream, max_message_size: int) -> WebSocketRequest:
+    """What ``trio_websocket.wrap_server_stream`` does, with :class:`_FailingConnection`."""
+    connection = _FailingConnection(
+        stream, WSConnection(ConnectionType.SERVER), max_message_size=max_message_size, receive_buffer_size=RECEIVE_BYTES
+    )
+    nursery.start_soon(connection._reader_task)
+    return await connection._get_request()
+
+
 async def handshake(
     nursery: trio.Nursery, stream: trio.SocketStream, *, max_message_size: int, timeout: float
 ) -> WebSocketRequest | None:
@@ -60,9 +92,7 @@ async def handshake(
     peer closes first. The connection's reader runs in ``nursery``."""
     with trio.move_on_after(timeout) as waiting:
         watched = _Watched(stream, waiting.cancel)
-        request = await wrap_server_stream(
-            nursery, watched, max_message_size=max_message_size, receive_buffer_size=RECEIVE_BYTES
-        )
+        request = await _wrap_server_stream(nursery, watched, max_message_size)
         watched.unwatch()  # from here on, the WebSocket layer reports a closed peer
         return request
     return None

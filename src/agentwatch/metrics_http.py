@@ -1,17 +1,24 @@
 """The daemon's Prometheus endpoint: a minimal HTTP/1.1 server answering ``GET /metrics`` and ``HEAD /metrics``.
 
 One request per connection (``Connection: close``). Each connection is its own task: whatever goes wrong on
-one is logged and closes that one only.
+one is logged and closes that one only. A request that names a ``Host`` the daemon does not answer to gets
+403 (:mod:`agentwatch.hosts`). Its sockets count against ``server.max_connections`` with the daemon's others
+(:mod:`agentwatch.admission`): one that has not sent its whole request head gives way when the budget is full.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 from email.utils import formatdate
+from collections.abc import Callable
 from functools import partial
 
 import trio
 
+from agentwatch.admission import Admission
+from agentwatch.hosts import AllowedHosts
+from agentwatch.limits import BUSY_RESPONSE
 from agentwatch.logs import get_logger
 from agentwatch.metrics import Registry
 
@@ -29,13 +36,15 @@ _REQUEST_LINE = re.compile(rb"([A-Z]+) (\S+) HTTP/1\.[0-9]")
 _REASONS = {
     200: "OK",
     400: "Bad Request",
+    403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
     431: "Request Header Fields Too Large",
     500: "Internal Server Error",
 }
 _HINTS = {
-    400: "bad request: send a request line like 'GET /metrics HTTP/1.1', headers, then a blank line",
+    400: "bad request: send a request line like 'GET /metrics HTTP/1.1', headers (one Host), then a blank line",
+    403: "this Host is not allowed: add the name to server.allowed_hosts to reach the daemon by it",
     404: f"not found: the metrics are at {METRICS_PATH}",
     405: f"method not allowed: {METRICS_PATH} answers GET and HEAD",
     431: f"request head too large: the request line and headers may take {MAX_HEAD_BYTES} bytes",
@@ -44,10 +53,31 @@ _HINTS = {
 
 
 async def serve_metrics(
-    listeners: list[trio.SocketListener], registry: Registry, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED
+    listeners: list[trio.SocketListener],
+    registry: Registry,
+    hosts: Callable[[], AllowedHosts],
+    admission: Admission,
+    *,
+    task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve ``registry`` on ``listeners`` until cancelled; ``task_status.started`` gets the listeners."""
-    await trio.serve_listeners(partial(_serve_connection, registry), listeners, task_status=task_status)
+    """Serve ``registry`` on ``listeners`` until cancelled, to requests whose Host ``hosts()`` allows, each
+    socket admitted by ``admission``; ``task_status.started`` gets the listeners."""
+    await trio.serve_listeners(partial(_serve_admitted, registry, hosts, admission), listeners, task_status=task_status)
+
+
+async def _serve_admitted(registry: Registry, hosts: Callable[[], AllowedHosts], admission: Admission, stream: trio.SocketStream) -> None:
+    slot = admission.admit()
+    if slot is None:
+        with trio.move_on_after(SEND_TIMEOUT):
+            with contextlib.suppress(trio.BrokenResourceError):
+                await stream.send_all(BUSY_RESPONSE)
+        await trio.aclose_forcefully(stream)
+        return
+    try:
+        with slot.scope:
+            await _serve_connection(registry, hosts, slot.established, stream)
+    finally:
+        slot.release()
 
 
 class _Refused(Exception):
@@ -59,17 +89,20 @@ class _Refused(Exception):
         self.head_only = head_only
 
 
-async def _serve_connection(registry: Registry, stream: trio.SocketStream) -> None:
+async def _serve_connection(
+    registry: Registry, hosts: Callable[[], AllowedHosts], established: Callable[[], None], stream: trio.SocketStream
+) -> None:
     try:
         try:
             with trio.move_on_after(REQUEST_TIMEOUT) as waiting:
-                request_line = await _receive_request_line(stream)
+                head = await _receive_head(stream)
             if waiting.cancelled_caught:
                 log.debug("metrics_request_timeout", timeout_s=REQUEST_TIMEOUT)
                 return
-            if request_line is None:
+            if head is None:
                 return
-            response = _answer(registry, request_line)
+            established()
+            response = _answer(registry, hosts(), head)
         except _Refused as refused:
             response = _response(refused.status, _HINTS[refused.status].encode() + b"\n", head_only=refused.head_only)
         with trio.move_on_after(SEND_TIMEOUT):
@@ -83,8 +116,9 @@ async def _serve_connection(registry: Registry, stream: trio.SocketStream) -> No
         await trio.aclose_forcefully(stream)
 
 
-async def _receive_request_line(stream: trio.SocketStream) -> bytes | None:
-    """The request line, once the whole head is in; None if the client closed without sending a byte."""
+async def _receive_head(stream: trio.SocketStream) -> list[bytes] | None:
+    """The lines of the request head (request line and headers); None if the client closed without
+    sending a byte."""
     head = bytearray()
     while True:
         data = await stream.receive_some(MAX_HEAD_BYTES)
@@ -98,15 +132,18 @@ async def _receive_request_line(stream: trio.SocketStream) -> bytes | None:
         if (len(head) if end is None else end) > MAX_HEAD_BYTES:
             raise _Refused(431)
         if end is not None:
-            return bytes(head.split(b"\n", 1)[0].rstrip(b"\r"))
+            return [line.rstrip(b"\r") for line in bytes(head[:end]).split(b"\n")[:-2]]
 
 
-def _answer(registry: Registry, request_line: bytes) -> bytes:
-    match = _REQUEST_LINE.fullmatch(request_line)
-    if match is None:
+def _answer(registry: Registry, hosts: AllowedHosts, head: list[bytes]) -> bytes:
+    match = _REQUEST_LINE.fullmatch(head[0])
+    host = [value.strip() for name, _, value in (line.partition(b":") for line in head[1:]) if name.strip().lower() == b"host"]
+    if match is None or len(host) > 1:
         raise _Refused(400)
     method, target = match[1], match[2]
     head_only = method == b"HEAD"
+    if not hosts.allows(host[0] if host else None):
+        raise _Refused(403, head_only=head_only)
     if target.split(b"?", 1)[0] != METRICS_PATH.encode():
         raise _Refused(404, head_only=head_only)
     if method not in (b"GET", b"HEAD"):

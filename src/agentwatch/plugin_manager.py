@@ -92,6 +92,21 @@ class Plugins:
             except Exception:
                 self.record_error(impl.plugin_name, hook_name)
 
+    def first(self, hook_name: str, **kwargs: Any) -> Any:
+        """The first result that is not None of a ``firstresult`` hook whose failure is fatal (such as
+        ``agentwatch_open_store``); an implementation that raises is a PluginError naming it."""
+        for impl in reversed(getattr(self.manager.hook, hook_name).get_hookimpls()):
+            try:
+                result = impl.function(*[kwargs[name] for name in impl.argnames])
+            except Exception as exc:
+                self.record_error(impl.plugin_name, hook_name)
+                raise PluginError(
+                    f"plugin {impl.plugin_name!r} failed in {hook_name}: {exc!r}; fix or uninstall it, or add it to plugins.disable"
+                ) from None
+            if result is not None:
+                return result
+        return None
+
     def check_config(self, config: Config) -> None:
         """Ask every plugin whether it accepts ``config``; the first refusal raises PluginError."""
         for impl in reversed(self.manager.hook.agentwatch_check_config.get_hookimpls()):

@@ -14,6 +14,8 @@ from agentwatch.session_facts import SessionFacts
 
 SessionKey = tuple[str, int]  # (agent_id, session)
 
+MAX_PAGE_BYTES = 8 << 20  # a page of events stops growing past this many bytes of events' JSON
+
 #: Called once per commit with the events it stored, the facts of the sessions it changed, and
 #: the sessions it removed (retention).
 OnCommit = Callable[[list[StoredEvent], dict[SessionKey, SessionFacts], list[SessionKey]], None]
@@ -101,12 +103,15 @@ class Store(Protocol):
         after_seq: int | None,
         before_seq: int | None,
         limit: int,
+        max_bytes: int,
     ) -> str | None:
         """A page of events in ascending ``seq``, as the JSON text ``{"events": [...], "has_more": bool}``
-        (encoded off the event loop); ``None`` when the agent is unknown."""
+        (encoded off the event loop); ``None`` when the agent is unknown. The page holds at most
+        ``limit`` events, and stops before its events' JSON exceeds ``max_bytes`` (but always holds
+        the first event, if there is one): it is checked as rows are read."""
 
     async def event_page(
-        self, agent_id: str, *, kinds: list[str] | None, after_seq: int | None, limit: int
+        self, agent_id: str, *, kinds: list[str] | None, after_seq: int | None, limit: int, max_bytes: int
     ) -> tuple[list[StoredEvent], bool] | None:
         """Like :meth:`events`, as objects: ``(events, has_more)``; ``None`` when the agent is unknown."""
 

@@ -12,6 +12,7 @@ from agentwatch import strict_json
 from agentwatch.logs import get_logger
 from agentwatch.store import StorageUnavailable
 from agentwatch.text import brief, is_text
+from agentwatch.watch_budget import ReplyBytes, answering
 
 if TYPE_CHECKING:
     from agentwatch.daemon import Daemon
@@ -30,6 +31,7 @@ METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
 STORAGE_UNAVAILABLE = -32000
+BUSY = -32001  # the daemon holds all it may for watchers (watch.max_bytes)
 
 
 class RawJSON(str):
@@ -88,17 +90,23 @@ class Params:
             raise WatchError(
                 INVALID_PARAMS, f"{self.method}: unknown {name} {', '.join(map(brief, unknown[:5]))}; known: {', '.join(sorted(allowed))}"
             )
-        return value
+        return list(dict.fromkeys(value))
 
 
 class WatchConnection:
-    """Answers JSON-RPC requests (single or batched) on one WebSocket, in order."""
+    """Answers JSON-RPC requests (single or batched) on one WebSocket, in order.
+
+    Each reply counts against the daemon's watch budget from when it is read until it is sent
+    (:mod:`agentwatch.watch_budget`); a method that reads a large reply bounds it with
+    :func:`~agentwatch.watch_budget.current_reply`.
+    """
 
     def __init__(self, daemon: Daemon, ws: WebSocketConnection, methods: Mapping[str, tuple[WatchMethod, str]]) -> None:
         self.daemon = daemon
         self.ws = ws
         self.methods = dict(methods)
         self._after_reply: list[Callable[[], None]] = []
+        self._replies: list[ReplyBytes] = []  # what the reply being answered holds of the budget
 
     def after_reply(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` once the reply to the request being answered has been sent."""
@@ -110,13 +118,16 @@ class WatchConnection:
                 message = await self.ws.get_message()
             except ConnectionClosed:
                 return
-            reply = await self.answer(message)
             try:
+                reply = await self.answer(message)
                 if reply is not None:
                     await self.ws.send_message(reply)
             except ConnectionClosed:
                 return
             finally:
+                for held in self._replies:
+                    held.release()
+                self._replies.clear()
                 callbacks, self._after_reply = self._after_reply, []
                 for callback in callbacks:
                     callback()
@@ -157,10 +168,14 @@ class WatchConnection:
             reply = _error(request_id, INVALID_PARAMS, f"{name}: params must be an object of named params")
         else:
             method, plugin = self.methods[name]
+            held = ReplyBytes(self.daemon.watch_budget)
+            self._replies.append(held)
             try:
-                result = await method(self.daemon, params)
+                with answering(held):
+                    result = await method(self.daemon, params)
                 body = result if isinstance(result, RawJSON) else json.dumps(result)
                 reply = f'{{"jsonrpc":"2.0","id":{json.dumps(request_id)},"result":{body}}}'
+                held.settle(len(reply))
             except WatchError as exc:
                 reply = _error(request_id, exc.code, exc.message)
             except StorageUnavailable as exc:

@@ -9,7 +9,9 @@ from agentwatch import __version__
 from agentwatch.hookspecs import hookimpl
 from agentwatch.text import brief
 from agentwatch.model import KINDS
-from agentwatch.watch import INVALID_PARAMS, Params, RawJSON, WatchError, WatchMethod
+from agentwatch.store import MAX_PAGE_BYTES
+from agentwatch.watch import BUSY, INVALID_PARAMS, Params, RawJSON, WatchError, WatchMethod
+from agentwatch.watch_budget import current_reply
 
 if TYPE_CHECKING:
     from agentwatch.daemon import Daemon
@@ -70,10 +72,25 @@ async def events_list(daemon: Daemon, params: dict[str, Any]) -> RawJSON:
         "before_seq": p.integer("before_seq"),
         "limit": p.integer("limit", 100, low=1, high=MAX_PAGE) or 100,
     }
-    page = await daemon.store.events(agent_id, **query)
+    page = await daemon.store.events(agent_id, max_bytes=_page_bytes(), **query)
     if page is None:
         raise WatchError(INVALID_PARAMS, f"events.list: no agent {brief(agent_id)} is known; agents.list shows the known ones")
     return RawJSON(page)
+
+
+def _page_bytes() -> int:
+    """What a page may take of the daemon's watch budget: the page stops growing there."""
+    reply = current_reply()
+    if reply is None:
+        return MAX_PAGE_BYTES
+    if not (size := reply.reserve(MAX_PAGE_BYTES)):
+        budget = reply.budget
+        raise WatchError(
+            BUSY,
+            f"events.list: the daemon holds {budget.used >> 20} MiB of replies and notifications for watchers, its limit "
+            "(watch.max_bytes); retry in a moment, or read the pages one request at a time",
+        )
+    return size
 
 
 @hookimpl

@@ -20,14 +20,16 @@ import trio
 
 from agentwatch.hookspecs import hookimpl
 from agentwatch.model import AgentInfo, StoredEvent
-from agentwatch.subscriptions import SubscribeParams, Subscription, Topic
+from agentwatch.subscriptions import SharedJSON, SubscribeParams, Subscription, Topic
 from agentwatch.watch import RawJSON
+from agentwatch.watch_budget import ReplyBytes
 
 if TYPE_CHECKING:
     from agentwatch.daemon import Daemon
     from agentwatch.store import Store
 
-REPLAY_PAGE = 500  # events read from the store at a time
+REPLAY_PAGE = 500  # events read from the store at a time ...
+REPLAY_PAGE_BYTES = 1 << 20  # ... and at most this many bytes of them
 HELD_WHILE_REPLAYING = 10_000  # live events held during a replay before it reads again instead
 
 
@@ -47,7 +49,7 @@ class _EventFeed:
             self.params.kinds is None or event.kind in self.params.kinds
         )
 
-    def committed(self, event: StoredEvent, encoded: RawJSON) -> None:
+    def committed(self, event: StoredEvent, encoded: SharedJSON) -> None:
         if self.live:
             if event.seq > self._sent.get(event.agent_id, 0):
                 self.subscription.notify("event", event=encoded)
@@ -82,13 +84,20 @@ class _EventFeed:
     async def _replay_agent(self, store: Store, agent_id: str, after_seq: int) -> int:
         kinds = sorted(self.params.kinds) if self.params.kinds else None
         while True:
-            page = await store.event_page(agent_id, kinds=kinds, after_seq=after_seq, limit=REPLAY_PAGE)
-            if page is None:  # not known (yet): what it sends arrives live
-                return after_seq
-            events, has_more = page
-            for event in events:
-                await self.subscription.deliver("event", event=RawJSON(event.to_json()))
-                after_seq = event.seq
+            page_bytes = ReplyBytes(self.subscription.budget)  # a page read counts until it is delivered
+            try:
+                while not (max_bytes := page_bytes.reserve(REPLAY_PAGE_BYTES)):
+                    await self.subscription.budget.freed()
+                page = await store.event_page(agent_id, kinds=kinds, after_seq=after_seq, limit=REPLAY_PAGE, max_bytes=max_bytes)
+                if page is None:  # not known (yet): what it sends arrives live
+                    return after_seq
+                events, has_more = page
+                page_bytes.settle(sum(len(event.data_json) for event in events))
+                for event in events:
+                    await self.subscription.deliver("event", event=RawJSON(event.to_json()))
+                    after_seq = event.seq
+            finally:
+                page_bytes.release()
             if not has_more:
                 return after_seq
 
@@ -125,10 +134,10 @@ class WatchTopics:
     def agentwatch_events_stored(self, events: Sequence[StoredEvent]) -> None:
         if self._feeds:
             for event in events:
-                encoded: RawJSON | None = None
+                encoded: SharedJSON | None = None  # one text for every subscription that sends it
                 for feed in self._feeds:
                     if feed.wants(event):
-                        encoded = encoded or RawJSON(event.to_json())
+                        encoded = encoded or SharedJSON(event.to_json())
                         feed.committed(event, encoded)
         if self._agent_watchers:
             for event in events:

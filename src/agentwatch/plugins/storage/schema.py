@@ -63,15 +63,11 @@ MIGRATIONS: list[str] = [
 
 
 def migrate(conn: apsw.Connection, path: str) -> int:
-    """Bring the database at ``path`` to the newest schema; return the version it had."""
-    try:
-        application_id = conn.execute("PRAGMA application_id").get
-        version = conn.execute("PRAGMA user_version").get
-        tables = conn.execute("SELECT count(*) FROM sqlite_schema").get
-    except apsw.Error as exc:
-        raise StoreRefused(
-            f"{path} is not a usable SQLite database ({exc}); move it away or point storage.path elsewhere"
-        ) from None
+    """Bring the database at ``path`` to the newest schema; return the version it had. A file that
+    cannot be read raises its ``apsw.Error`` (the caller says what it means)."""
+    application_id = conn.execute("PRAGMA application_id").get
+    version = conn.execute("PRAGMA user_version").get
+    tables = conn.execute("SELECT count(*) FROM sqlite_schema").get
     if application_id != APPLICATION_ID and (application_id != 0 or version != 0 or tables != 0):
         raise StoreRefused(
             f"{path} is a database of another program (application_id {application_id}, {tables} schema objects); "

@@ -18,6 +18,7 @@ from typing import Any
 import apsw
 import trio
 
+from agentwatch.file_errors import explain, unwritable
 from agentwatch.logs import get_logger
 from agentwatch.metrics import Registry
 from agentwatch.model import AgentInfo, Batch, StoredEvent, iso_ms
@@ -28,13 +29,14 @@ from agentwatch.plugins.storage.write_queue import WriteQueue
 from agentwatch import session_facts
 from agentwatch.session_facts import SessionFacts
 from agentwatch.store import (
-    OnCommit, RemovalPlan, RemovedBatch, RetentionLimits, SessionKey, StorageUnavailable, StoreInUse, StoreRefused,
+    MAX_PAGE_BYTES, OnCommit, RemovalPlan, RemovedBatch, RetentionLimits, SessionKey, StorageUnavailable, StoreInUse,
+    StoreRefused,
 )
 
 log = get_logger(__name__)
 
 MAX_EVENTS_PER_COMMIT = 5000
-MAX_PAGE_BYTES = 8 << 20  # an events.list page stops growing past this many bytes of records
+EVENT_JSON_OVERHEAD = 384  # bytes an event's JSON holds besides its record, at most (agent id, times, kind, format)
 READERS = 2
 WAL_KEEP_BYTES = 32 << 20  # the WAL file is truncated back to this after a checkpoint
 COMMIT_EVENT_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, MAX_EVENTS_PER_COMMIT)
@@ -45,6 +47,24 @@ _UNAVAILABLE = (
     apsw.FullError, apsw.IOError, apsw.BusyError, apsw.LockedError, apsw.CantOpenError, apsw.ReadOnlyError,
     apsw.NoMemError, apsw.CorruptError, apsw.NotADBError, apsw.ProtocolError, apsw.PermissionsError,
 )
+
+
+#: Errors that may mean the file system refuses the database's directory (read-only, no permission).
+_REFUSED = (apsw.CantOpenError, apsw.ReadOnlyError, apsw.PermissionsError, apsw.IOError)
+
+
+def _problem(path: Path, exc: apsw.Error, doing: str) -> str:
+    """What ``exc`` says is wrong with the database at ``path`` (trying to ``doing`` it: open,
+    read) and what to do, for a person."""
+    if isinstance(exc, apsw.NotADBError):
+        return f"{path} is not a usable SQLite database ({exc}); move it away or point storage.path elsewhere"
+    if isinstance(exc, apsw.CorruptError):
+        return (f"the database {path} is damaged ({exc}); restore it from a backup, or move it and its -wal file "
+                "aside to start with an empty one")
+    if isinstance(exc, _REFUSED) and (refused := unwritable(path.parent)) is not None:
+        return f"cannot {doing} the store at {path}: {explain(refused, path.parent)}"
+    remedy = "free space on its disk or check the file system" if isinstance(exc, apsw.FullError) else "check its disk and file system"
+    return f"cannot {doing} the store at {path}: {type(exc).__name__}: {exc}; {remedy}"
 
 
 def _storage_cause(exc: BaseException | None) -> BaseException | None:
@@ -156,10 +176,7 @@ class SqliteStore:
                 os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
             self._lock()
         except OSError as exc:
-            raise StoreRefused(
-                f"cannot open the store at {self.path}: {exc.strerror or exc}; check the permissions of its "
-                "directory, or choose another --state-dir"
-            ) from None
+            raise StoreRefused(f"cannot open the store at {self.path}: {explain(exc, self.path)}") from None
         conn: apsw.Connection | None = None
         try:
             conn = apsw.Connection(str(self.path))
@@ -174,10 +191,8 @@ class SqliteStore:
             if conn is not None:
                 conn.close()
             self._unlock()
-            if isinstance(exc, apsw.Error):  # a full disk, an I/O error, a file that went bad
-                remedy = ("move it away or point storage.path elsewhere" if isinstance(exc, apsw.NotADBError | apsw.CorruptError)
-                          else "free space on its disk or check the file system, then start again")
-                raise StoreRefused(f"cannot open the store at {self.path}: {type(exc).__name__}: {exc}; {remedy}") from None
+            if isinstance(exc, apsw.Error):  # a full disk, an I/O error, a file that went bad, a read-only directory
+                raise StoreRefused(_problem(self.path, exc, "open")) from None
             raise
         log.info("store_opened", path=str(self.path), schema_from=version, synchronous=self._synchronous)
         return conn
@@ -437,7 +452,7 @@ class SqliteStore:
                 conn = conn or await trio.to_thread.run_sync(self._open_reader)
                 return await trio.to_thread.run_sync(query, conn, *args)
             except apsw.Error as exc:
-                raise StorageUnavailable(f"{type(exc).__name__}: {exc}") from exc
+                raise StorageUnavailable(_problem(self.path, exc, "read")) from exc
             finally:
                 if conn is not None:
                     self._idle_readers.append(conn)
@@ -462,13 +477,20 @@ class SqliteStore:
         after_seq: int | None = None,
         before_seq: int | None = None,
         limit: int = 100,
+        max_bytes: int = MAX_PAGE_BYTES,
     ) -> str | None:
-        return await self._read(_query_events, agent_id, session, kinds, after_seq, before_seq, limit)
+        return await self._read(_query_events, agent_id, session, kinds, after_seq, before_seq, limit, max_bytes)
 
     async def event_page(
-        self, agent_id: str, *, kinds: list[str] | None = None, after_seq: int | None = None, limit: int = 100
+        self,
+        agent_id: str,
+        *,
+        kinds: list[str] | None = None,
+        after_seq: int | None = None,
+        limit: int = 100,
+        max_bytes: int = MAX_PAGE_BYTES,
     ) -> tuple[list[StoredEvent], bool] | None:
-        return await self._read(_query_page, agent_id, None, kinds, after_seq, None, limit)
+        return await self._read(_query_page, agent_id, None, kinds, after_seq, None, limit, max_bytes)
 
     async def counts(self) -> dict[str, int]:
         return await self._read(_query_counts)
@@ -603,7 +625,10 @@ def _query_page(
     after_seq: int | None,
     before_seq: int | None,
     limit: int,
+    max_bytes: int,
 ) -> tuple[list[StoredEvent], bool] | None:
+    """Up to ``limit`` events, and no more than ``max_bytes`` of their JSON but the first (an event
+    is never split, and a page always moves on)."""
     agent_key = conn.execute("SELECT agent_key FROM agents WHERE agent_id = ?", (agent_id,)).get
     if agent_key is None:
         return None
@@ -630,10 +655,10 @@ def _query_page(
     events: list[StoredEvent] = []
     size = 0
     for seq, session_no, kind, ts, received_at, fmt, data in rows:
-        if len(events) == limit or (events and size + len(data) > MAX_PAGE_BYTES):
+        if len(events) == limit or (events and size + len(data) + EVENT_JSON_OVERHEAD > max_bytes):
             return events, True
         events.append(StoredEvent(agent_id, seq, session_no, kind, ts, received_at, fmt, data))
-        size += len(data)
+        size += len(data) + EVENT_JSON_OVERHEAD
     return events, False
 
 

@@ -1,0 +1,118 @@
+"""The daemon-wide budget of bytes held for watchers (watch.max_bytes): replies being built and sent, and
+notifications waiting for subscribers that read slowly or not at all."""
+
+from __future__ import annotations
+
+import json
+import signal
+from contextlib import AsyncExitStack
+
+import trio
+
+from helpers import DaemonProcess, Running, agent, raw_connect, running_daemon, watcher, ws_frame
+
+RECORD = 100_000  # characters of text in each event
+
+
+async def store_events(d: Running, agent_id: str, count: int, *, paced: bool = False) -> None:
+    """``count`` events of :data:`RECORD` characters; ``paced``: each acknowledged before the next is sent."""
+    async with agent(d, agent_id) as a:
+        await a.hello()
+        for seq in range(1, count + 1):
+            await a.event(seq, {"kind": "output", "text": f"{seq} " + "x" * RECORD})
+            if paced or seq == count:
+                await a.until_ack(seq)
+
+
+def batch(count: int, **params: object) -> str:
+    return json.dumps([{"jsonrpc": "2.0", "id": i, "method": "events.list", "params": params} for i in range(count)])
+
+
+async def test_a_batch_of_pages_holds_no_more_than_the_budget_and_the_rest_are_told_to_retry(state_dir):
+    async with running_daemon(state_dir, {"AGENTWATCH_WATCH_MAX_BYTES": "2MiB"}) as d:
+        await store_events(d, "a1", 40)  # 4 MB of events
+        async with watcher(d, max_message_size=1 << 26) as w:
+            replies = await w.raw(batch(50, agent_id="a1", limit=1000))
+            pages = [reply["result"] for reply in replies if "result" in reply]
+            busy = [reply["error"] for reply in replies if "error" in reply]
+            assert len(pages) + len(busy) == 50 and busy
+            assert sum(len(json.dumps(page)) for page in pages) <= (2 << 20) + RECORD + 1000
+            assert all(page["has_more"] and page["events"][0]["seq"] == 1 for page in pages)
+            assert {error["code"] for error in busy} == {-32001} and "watch.max_bytes" in busy[0]["message"]
+            assert d.daemon.watch_budget.used == 0, "every reply gave its bytes back once sent"
+            page = await w.call("events.list", agent_id="a1", limit=1000)  # one at a time gets a whole page
+            assert len(page["events"]) in range(15, 21) and page["has_more"]
+
+
+async def test_subscriptions_that_never_read_hold_each_event_once_within_the_budget(state_dir):
+    settings = {"AGENTWATCH_WATCH_MAX_BYTES": "3MiB", "AGENTWATCH_WATCH_BACKLOG_BYTES": "1MiB"}
+    async with running_daemon(state_dir, settings) as d, AsyncExitStack() as stack:
+        hog = await raw_connect(d, "/v1/watch", receive_buffer=4096)
+        stack.push_async_callback(trio.aclose_forcefully, hog)
+        for i in range(64):  # 64 subscriptions, and never a byte read
+            request = {"jsonrpc": "2.0", "id": i, "method": "subscribe", "params": {"topics": ["events"]}}
+            await hog.send_all(ws_frame(json.dumps(request).encode()))
+        reader = await stack.enter_async_context(watcher(d))
+        await reader.call("subscribe", topics=["events"])
+        seqs: list[int] = []
+
+        async def read() -> None:
+            while len(seqs) < 40:
+                seqs.append((await reader.notification())["params"]["event"]["seq"])
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read)
+            await trio.sleep(0.1)
+            await store_events(d, "a1", 40, paced=True)  # 4 MB, 64 times over: 256 MB if each subscription kept its own copy
+        assert seqs == list(range(1, 41)), "a subscriber that reads misses nothing meanwhile"
+        held = d.daemon.watch_budget.used
+        assert held <= (1 << 20) + 64 * 10 * 200 + 3 * (RECORD + 200), f"the silent backlogs share each event's text: {held}"
+    assert d.daemon.watch_budget.used == 0, "closed connections gave back what their backlogs held"
+
+
+def peak_rss_mib(pid: int) -> float:
+    """The most memory a process has had resident since :func:`forget_peak`, in MiB."""
+    fields = dict(line.split(":", 1) for line in open(f"/proc/{pid}/status").read().splitlines() if ":" in line)
+    return int(fields["VmHWM"].split()[0]) / 1024
+
+
+def forget_peak(pid: int) -> float:
+    """Reset the process's peak to what it holds now (Linux 4.0+); return that, in MiB."""
+    with open(f"/proc/{pid}/clear_refs", "w") as clear_refs:
+        clear_refs.write("5")
+    return peak_rss_mib(pid)
+
+
+async def test_neither_case_takes_the_daemon_past_its_memory_at_rest_plus_a_small_multiple_of_the_budgets(tmp_path):
+    """The two cases an outside review measured: a batch of 50 events.list calls (a 391 MiB reply; RSS
+    534 -> 2105 MiB) and a watcher with 64 subscriptions that never reads (1.26 GB pinned)."""
+    max_bytes, backlog_bytes = 16, 4  # MiB
+    daemon = DaemonProcess(tmp_path / "state", env={
+        "AGENTWATCH_WATCH_MAX_BYTES": f"{max_bytes}MiB", "AGENTWATCH_WATCH_BACKLOG_BYTES": f"{backlog_bytes}MiB",
+        "AGENTWATCH_STORAGE_SYNCHRONOUS": "normal",
+    })
+    d = await daemon.ready()
+    pid = daemon.proc.pid
+    try:
+        await store_events(d, "a1", 100)  # 10 MB: 50 pages of it would be a 500 MB reply
+        await store_events(d, "a2", 100)  # the same again, so that ingest's own memory is in the baseline
+        at_rest = forget_peak(pid)
+        async with watcher(d, max_message_size=1 << 28) as w:
+            replies = await w.raw(batch(50, agent_id="a1", limit=1000))
+        assert any("error" in reply for reply in replies)
+        batch_peak = peak_rss_mib(pid) - at_rest
+        at_rest = forget_peak(pid)
+        hog = await raw_connect(d, "/v1/watch", receive_buffer=4096)
+        for i in range(64):
+            request = {"jsonrpc": "2.0", "id": i, "method": "subscribe", "params": {"topics": ["events"]}}
+            await hog.send_all(ws_frame(json.dumps(request).encode()))
+        await trio.sleep(0.2)
+        await store_events(d, "a3", 100)
+        hog_peak = peak_rss_mib(pid) - at_rest
+        await trio.aclose_forcefully(hog)
+    finally:
+        daemon.proc.send_signal(signal.SIGTERM)
+        assert await daemon.wait() == 0
+    # docs/operations.md: a reply exists as text, then twice as bytes while it is sent
+    assert batch_peak <= 8 * max_bytes, f"the batch took the daemon {batch_peak:.0f} MiB above its memory at rest"
+    assert hog_peak <= 4 * (backlog_bytes + max_bytes), f"the silent watcher took it {hog_peak:.0f} MiB above"
