@@ -1,4 +1,4 @@
-"""Every benchmark, one after the other, and one table of the issue's targets P1-P8.
+"""Every benchmark, one after the other, and one table of the targets P1-P8 and N1-N3.
 
 Usage::
 
@@ -153,6 +153,23 @@ def startup_rows(r: dict[str, Any]) -> list[Row]:
     ]
 
 
+def normalise_rows(r: dict[str, Any]) -> list[Row]:
+    goals, worst, status = r["goals"], r["formats"]["worst"], r["status"]
+    rows = []
+    for fmt, w in worst.items():
+        growth, vs_parse = w["growth"], w["vs_parse"]
+        rows.append(Row(f"N1 normalise growth 100 KB -> 1 MiB, {fmt} (worst: {growth['record']})", f"<= {goals['growth']:g}",
+                        f"{growth['value']:.1f}x", "10x (linear)", growth["value"] / 10, _judge(growth["value"] <= goals["growth"])))
+        rows.append(Row(f"N2 normalise / json.loads, 1 MiB, {fmt} (worst: {vs_parse['record']})", f"<= {goals['vs_parse']:g}",
+                        f"{vs_parse['value']:.2f}x", "json.loads of the same text", vs_parse["value"],
+                        _judge(vs_parse["value"] <= goals["vs_parse"])))
+    rest, load = status["at_rest"], status["under_load"]
+    rows.append(Row(f"N3 status while 1 MiB worst records stream in ({status['records_per_s']:.0f}/s)",
+                    f"ratio <= {goals['status_ratio_p50']:g}", _ms(load), f"{_ms(rest)} (at rest)", status["ratio_p50"],
+                    _judge(status["ratio_p50"] <= goals["status_ratio_p50"])))
+    return rows
+
+
 def hook_rows(r: dict[str, Any]) -> list[Row]:
     base = r["baseline"]
     return [
@@ -174,6 +191,7 @@ BENCHES: dict[str, tuple[str, Callable[[dict[str, Any]], list[Row]]]] = {
     "memory": ("memory.py", memory_rows),
     "startup": ("startup.py", startup_rows),
     "hook": ("hook.py", hook_rows),
+    "normalise": ("normalise.py", normalise_rows),
 }
 
 

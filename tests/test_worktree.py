@@ -98,6 +98,16 @@ async def running(trees):
         nursery.cancel_scope.cancel()
 
 
+async def answers(repos):
+    """What the checker says of each of ``repos``, once it has checked them all."""
+    trees = WorkTrees(interval=3600)
+    async with running(trees):
+        for repo in repos:
+            trees.watch(repo)
+        await until(lambda: None not in map(trees.dirty, repos))
+    return list(map(trees.dirty, repos))
+
+
 async def until(predicate, seconds=3.0):
     with trio.fail_after(seconds):
         while not predicate():
@@ -327,12 +337,7 @@ async def test_programs_the_repository_configures_never_run(tmp_path, filter_key
     (tmp_path / "dirty" / "new.txt").write_text("new\n")
     for repo in repos:
         assert plain_status_runs(repo, ran) == ["filter", "fsmonitor"]  # what the check must not do
-    trees = WorkTrees(interval=3600)
-    async with running(trees):
-        for repo in repos:
-            trees.watch(repo)
-        await until(lambda: None not in map(trees.dirty, repos))
-    assert list(map(trees.dirty, repos)) == [False, True]
+    assert await answers(repos) == [False, True]
     assert list(ran.iterdir()) == []
 
 
@@ -356,12 +361,7 @@ async def test_a_submodules_programs_never_run_and_its_commit_still_counts(tmp_p
         (info / "attributes").write_text("* filter=evil\n")
         arm(inner, ran)
         assert plain_status_runs(top, ran) == ["filter", "fsmonitor"]  # git status recurses, with the submodule's config
-    trees = WorkTrees(interval=3600)
-    async with running(trees):
-        for top in tops:
-            trees.watch(top)
-        await until(lambda: None not in map(trees.dirty, tops))
-    assert list(map(trees.dirty, tops)) == [False, True]
+    assert await answers(tops) == [False, True]
     assert list(ran.iterdir()) == []
 
 

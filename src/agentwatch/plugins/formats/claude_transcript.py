@@ -38,6 +38,7 @@ line: two ``turn_completed`` a moment apart, which leave the session in the same
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -73,7 +74,13 @@ _INJECTED_PREFIXES = (
 
 _INTERRUPTED = "[Request interrupted by user"
 
-_COMMAND_OPEN, _COMMAND_CLOSE = "<command-name>", "</command-name>"
+#: The name of a local command. Bounded and possessive (Python 3.11) quantifiers: from each opening
+#: tag the search reads at most a couple of hundred characters and never backtracks, so it takes
+#: time linear in the text (``\s*/?([^<\s]*)\s*`` rescanned every run of spaces quadratically).
+_COMMAND_NAME = re.compile(r"<command-name>\s{0,64}+/?([^<\s]{0,64}+)\s{0,64}+</command-name>")
+#: Claude Code writes a local command's tags first (``<command-message>``, ``<command-name>``,
+#: ``<command-args>``): the name is looked for in this much of the text.
+_COMMAND_SCAN = 4096
 
 #: Local commands that end the conversation, or start a new one.
 _COMMAND_KINDS = {
@@ -135,23 +142,11 @@ def _content_text(content: Any) -> str | None:
 
 
 def command_name(text: str) -> str | None:
-    """The command of the first ``<command-name>/name</command-name>`` in ``text`` (a name of no
-    spaces, the slash optional, spaces around it allowed), or ``None``.
-
-    One pass over ``text``: each candidate's name ends at the next ``<``, where the next candidate
-    would begin (a regular expression would rescan from every opening tag, in quadratic time).
-    """
-    opened = text.find(_COMMAND_OPEN)
-    while opened >= 0:
-        start = opened + len(_COMMAND_OPEN)
-        end = text.find("<", start)
-        if end < 0:
-            return None
-        name = text[start:end].strip()
-        if text.startswith(_COMMAND_CLOSE, end) and len(name.split()) <= 1:
-            return name.removeprefix("/")
-        opened = text.find(_COMMAND_OPEN, end)
-    return None
+    """The command of the first ``<command-name>/name</command-name>`` in the first 4 KiB of ``text``
+    (a name of up to 64 characters and no spaces, the slash optional, up to 64 spaces around it), or
+    ``None``."""
+    match = _COMMAND_NAME.search(text, 0, _COMMAND_SCAN)
+    return match.group(1) if match else None
 
 
 def _local_command(text: str, fields: dict[str, Any]) -> Normalized:
