@@ -63,7 +63,12 @@ def _problem(path: Path, exc: apsw.Error, doing: str) -> str:
                 "aside to start with an empty one")
     if isinstance(exc, _REFUSED) and (refused := unwritable(path.parent)) is not None:
         return f"cannot {doing} the store at {path}: {explain(refused, path.parent)}"
-    remedy = "free space on its disk or check the file system" if isinstance(exc, apsw.FullError) else "check its disk and file system"
+    if isinstance(exc, apsw.BusyError | apsw.LockedError):
+        remedy = "another process holds it locked; retry in a moment"
+    elif isinstance(exc, apsw.FullError):
+        remedy = "free space on its disk or check the file system"
+    else:
+        remedy = "check its disk and file system"
     return f"cannot {doing} the store at {path}: {type(exc).__name__}: {exc}; {remedy}"
 
 
