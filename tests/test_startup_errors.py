@@ -215,13 +215,34 @@ def locked() -> Iterator[Path]:
     shutil.rmtree(directory)
 
 
-@pytest.mark.parametrize("case", ["exists", "to-create", "behind-a-closed-dir", "token-unreadable"])
-def test_a_state_dir_the_daemon_may_not_write_in(locked, case):
-    """Exists: "Permission denied" and no advice. To create, also in a directory it may not enter:
-    a traceback (PermissionError). A token file it may not read: "Permission denied" and no advice."""
+@pytest.fixture
+def unprivileged() -> list[str]:
+    """What to run the daemon under so that file permissions stop it: as root, ``setpriv`` to nobody."""
     prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if os.geteuid() == 0 else []
     if prefix and (shutil.which("setpriv") is None or subprocess.run([*prefix, sys.executable, "-c", ""]).returncode):
         pytest.skip("root may write anywhere, and this Python cannot run as nobody (setpriv) to be refused")
+    return prefix
+
+
+def test_a_database_the_daemon_may_not_write_is_refused_at_start(tmp_path, unprivileged):
+    """SQLite opened it read-only: the daemon started, and every event got storage_unavailable."""
+    state = Path(tempfile.mkdtemp(prefix="aw-readonly-db-"))
+    try:
+        (state / "token").write_text("secret\n")
+        (state / "agentwatch.db").touch(mode=0o444)
+        if unprivileged:
+            for path in (state, state / "token", state / "agentwatch.db"):
+                os.chown(path, 65534, 65534)
+        refused(serve(state, prefix=unprivileged), f"may not open {state / 'agentwatch.db'}", "give it access")
+    finally:
+        shutil.rmtree(state)
+
+
+@pytest.mark.parametrize("case", ["exists", "to-create", "behind-a-closed-dir", "token-unreadable"])
+def test_a_state_dir_the_daemon_may_not_write_in(locked, case, unprivileged):
+    """Exists: "Permission denied" and no advice. To create, also in a directory it may not enter:
+    a traceback (PermissionError). A token file it may not read: "Permission denied" and no advice."""
+    prefix = unprivileged
     token = locked / "kept" / "token"
     state, words = {
         "exists": (locked, [f"cannot create token file {locked / 'token'}", f"may not write in {locked}"]),

@@ -5,14 +5,20 @@ A socket is *pending* until it has shown what it is: a WebSocket handshake that 
 and Origin checks, a whole HTTP request head. When the budget is full, the oldest pending socket
 is closed to make room, so idle or slow sockets that any local process can open never lock out a
 client with the token; only when every slot is held by an established connection does a new one
-get HTTP 503.
+get HTTP 503. A socket closed to make room gets the same 503 first, so a client that was slow
+to send its handshake learns to retry instead of waiting for an answer.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Awaitable, Callable
 
 import trio
+
+from agentwatch.limits import BUSY_RESPONSE
+
+TURN_AWAY_TIMEOUT = 1.0  # s to hand a refused socket its 503
 
 
 class Slot:
@@ -65,3 +71,32 @@ class Admission:
         self.open += 1
         self._pending[slot] = None
         return slot
+
+
+async def serve_admitted(
+    admission: Admission, stream: trio.SocketStream, serve: Callable[[Slot], Awaitable[None]], on_full: Callable[[], None]
+) -> None:
+    """Serve an accepted socket with ``serve(slot)`` if ``admission`` has a slot for it (else
+    ``on_full()`` and a 503), then close it; one evicted meanwhile gets a 503 first."""
+    slot = admission.admit()
+    if slot is None:
+        on_full()
+        await turn_away(stream)
+        return
+    try:
+        with slot.scope:
+            await serve(slot)
+    finally:
+        slot.release()
+        if slot.evicted:
+            await turn_away(stream)
+        else:
+            await trio.aclose_forcefully(stream)
+
+
+async def turn_away(stream: trio.SocketStream) -> None:
+    """Answer HTTP 503 with ``Retry-After`` (within a second, even in a cancelled scope), then close."""
+    with trio.CancelScope(shield=True), trio.move_on_after(TURN_AWAY_TIMEOUT):
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await stream.send_all(BUSY_RESPONSE)
+    await trio.aclose_forcefully(stream)

@@ -53,6 +53,7 @@ class Backlog(Generic[T]):
     def skip(self) -> None:
         """Count an item that was not offered (it did not fit elsewhere) as skipped here."""
         self._skipped += 1
+        self._wake()  # a reader waiting on an empty backlog takes the gap at once
 
     async def put(self, item: T, size: int = 0) -> None:
         """Keep ``item``, waiting for room (for a writer that can wait, such as a replay)."""

@@ -22,7 +22,7 @@ import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest
 
 from agentwatch import __version__, daemon_file
-from agentwatch.admission import Admission, Slot
+from agentwatch.admission import Admission, Slot, serve_admitted
 from agentwatch.auth import HandshakeGuard, ensure_token
 from agentwatch.config import Config, ConfigError
 from agentwatch.file_errors import explain
@@ -31,7 +31,7 @@ from agentwatch.hosts import AllowedHosts
 from agentwatch.daemon_metrics import DaemonMetrics
 from agentwatch.ingest import CLOSE_TIMEOUT, AgentConnection
 from agentwatch.keepalive import CLOSE_PING_TIMEOUT, unanswered_ping
-from agentwatch.limits import BUSY_RESPONSE, connection_cap, raise_fd_limit
+from agentwatch.limits import connection_cap, raise_fd_limit
 from agentwatch.addresses import UnixAddress, parse_address
 from agentwatch.listeners import bound_address, open_listener
 from agentwatch.logs import get_logger, set_level
@@ -168,6 +168,7 @@ class Daemon:
         self._guard = self._guard.allowing(self.config["auth"]["allowed_origins"])
         self.allowed_hosts = _allowed_hosts(self.config)
         self.watch_budget.limit = self.config["watch"]["max_bytes"]
+        self.watch_budget.changed()  # a replay waiting for room may find it now
         self.plugins.notify("agentwatch_config_reloaded", config=self.config, previous=previous)
         if update.needs_restart:
             log.warning("reload_needs_restart", settings=update.needs_restart, hint="these keep their running values until a restart")
@@ -305,31 +306,17 @@ class Daemon:
     async def _serve_stream(self, stream: trio.SocketStream) -> None:
         """One accepted socket: the WebSocket handshake, the endpoint, then the socket closed; a socket
         still in its handshake when the budget is full is closed to make room (:mod:`agentwatch.admission`)."""
-        slot = self.admission.admit()
-        if slot is None:
-            await self._refuse_busy(stream)
-            return
-        try:
-            with slot.scope:
-                await self._serve_accepted(stream, slot)
-        finally:
-            slot.release()
+        await serve_admitted(self.admission, stream, partial(self._serve_accepted, stream), self._count_busy)
 
-    async def _refuse_busy(self, stream: trio.SocketStream) -> None:
-        """Over ``server.max_connections``: HTTP 503 at once, and a log line at most every 10 s (with the
-        running total; agentwatch_handshakes_rejected_total{status="503"} counts each one)."""
+    def _count_busy(self) -> None:
+        """Over ``server.max_connections`` (the newcomer gets 503): a log line at most every 10 s, with
+        the running total; agentwatch_handshakes_rejected_total{status="503"} counts each one."""
         self.metrics.rejected.labels("503").inc()
         self._refused += 1
         if trio.current_time() - self._refusal_logged_at >= BUSY_LOG_EVERY:
             log.warning("connection_limit", refused_since_start=self._refused, max_connections=self.admission.limit,
                         hint="raise server.max_connections, or find the client that opens so many")
             self._refusal_logged_at = trio.current_time()
-        with trio.move_on_after(1.0):
-            try:
-                await stream.send_all(BUSY_RESPONSE)
-            except trio.BrokenResourceError:
-                pass
-        await trio.aclose_forcefully(stream)
 
     async def _serve_accepted(self, stream: trio.SocketStream, slot: Slot) -> None:
         server = self.config["server"]
@@ -341,8 +328,6 @@ class Daemon:
                 nursery.cancel_scope.cancel()
         except Exception:
             log.exception("connection_failed")
-        finally:
-            await trio.aclose_forcefully(stream)
 
     async def _handle(self, request: WebSocketRequest, remote: str, slot: Slot) -> None:
         conn_id = next(self._conn_ids)

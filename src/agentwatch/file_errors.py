@@ -19,7 +19,8 @@ def explain(exc: OSError, path: Path) -> str:
         return f"{blocker} is a file, not a directory; move it away or {ELSEWHERE}"
     where = _nearest_existing(path)
     if code == errno.EROFS:
-        return f"{where} is on a read-only file system; make it writable or {ELSEWHERE}"
+        directory = where if stat.S_ISDIR(_mode(where) or 0) else where.parent
+        return f"{directory} is on a read-only file system; make it writable or {ELSEWHERE}"
     if code in (errno.EACCES, errno.EPERM):
         doing = "write in" if stat.S_ISDIR(_mode(where) or 0) else "open"
         return f"{_user()} may not {doing} {where}; give it access or {ELSEWHERE}"

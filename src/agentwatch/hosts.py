@@ -4,7 +4,8 @@ A page on another site can have the browser resolve that site's name to 127.0.0.
 what the daemon answers there, as its own. Such a request names the other site in its ``Host``
 header, so an HTTP endpoint of the daemon answers only a ``Host`` that is an IP address, a
 loopback name (``localhost`` and ``*.localhost``, RFC 6761), the host of a listen address, or a
-name in ``server.allowed_hosts``. A request without ``Host`` (HTTP/1.0) comes from no browser.
+name in ``server.allowed_hosts``. A request without ``Host`` comes from no browser (browsers always
+send it), so it is answered.
 """
 
 from __future__ import annotations

@@ -8,7 +8,6 @@ one is logged and closes that one only. A request that names a ``Host`` the daem
 
 from __future__ import annotations
 
-import contextlib
 import re
 from email.utils import formatdate
 from collections.abc import Callable
@@ -16,9 +15,8 @@ from functools import partial
 
 import trio
 
-from agentwatch.admission import Admission
+from agentwatch.admission import Admission, serve_admitted
 from agentwatch.hosts import AllowedHosts
-from agentwatch.limits import BUSY_RESPONSE
 from agentwatch.logs import get_logger
 from agentwatch.metrics import Registry
 
@@ -66,18 +64,9 @@ async def serve_metrics(
 
 
 async def _serve_admitted(registry: Registry, hosts: Callable[[], AllowedHosts], admission: Admission, stream: trio.SocketStream) -> None:
-    slot = admission.admit()
-    if slot is None:
-        with trio.move_on_after(SEND_TIMEOUT):
-            with contextlib.suppress(trio.BrokenResourceError):
-                await stream.send_all(BUSY_RESPONSE)
-        await trio.aclose_forcefully(stream)
-        return
-    try:
-        with slot.scope:
-            await _serve_connection(registry, hosts, slot.established, stream)
-    finally:
-        slot.release()
+    await serve_admitted(
+        admission, stream, lambda slot: _serve_connection(registry, hosts, slot.established, stream), on_full=lambda: None
+    )
 
 
 class _Refused(Exception):
@@ -112,8 +101,6 @@ async def _serve_connection(
         log.debug("metrics_client_gone")
     except Exception:
         log.exception("metrics_connection_failed")
-    finally:
-        await trio.aclose_forcefully(stream)
 
 
 async def _receive_head(stream: trio.SocketStream) -> list[bytes] | None:

@@ -8,11 +8,13 @@ gets a ``gap`` notification with the number skipped, at the place they were skip
 
 What backlogs hold also counts against the daemon-wide :class:`~agentwatch.watch_budget.WatchBudget`:
 a live notification that does not fit is skipped the same way. An event every subscriber sends as it
-is (:class:`SharedJSON`) is kept once, and counted once, however many backlogs hold it.
+is (:class:`SharedJSON`) is kept once, and counted once, however many backlogs hold it. What a replay
+delivers was counted when its page was read, and stays counted as that (bulk) until it is sent.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -26,7 +28,7 @@ from agentwatch.logs import get_logger
 from agentwatch.model import KINDS
 from agentwatch.text import brief
 from agentwatch.watch import INVALID_PARAMS, Params, RawJSON, WatchConnection, WatchError, WatchMethod
-from agentwatch.watch_budget import WatchBudget
+from agentwatch.watch_budget import BulkBytes, WatchBudget
 
 if TYPE_CHECKING:
     from agentwatch.daemon import Daemon
@@ -59,10 +61,12 @@ class SharedJSON:
 
 @dataclass(frozen=True, slots=True)
 class _Queued:
-    """A notification waiting in a backlog: ``head``, then the shared text and ``}}`` if there is one."""
+    """A notification waiting in a backlog: ``head``, then the shared text and ``}}`` if there is one;
+    ``bulk`` if it counts as part of what a replay read."""
 
     head: str
     shared: SharedJSON | None
+    bulk: bool = False
 
     def size(self) -> int:
         return len(self.head) + (len(self.shared.text) + 2 if self.shared else 0)
@@ -93,11 +97,12 @@ class Subscription:
             return False
         return True
 
-    async def deliver(self, method: str, **fields: Any) -> None:
-        """Queue a notification, waiting for room (replay, which must skip nothing)."""
-        queued = self._encode(method, fields)
-        while not self._hold(queued):
-            await self.budget.freed()
+    async def deliver(self, page: BulkBytes, method: str, **fields: Any) -> None:
+        """Queue a notification made of what ``page`` read, waiting for room in the backlog (a replay,
+        which must skip nothing); its bytes pass from the page to the backlog."""
+        queued = dataclasses.replace(self._encode(method, fields), bulk=True)
+        self.budget.force(queued.size(), bulk=True)
+        page.hand_on(queued.size())
         try:
             await self._backlog.put(queued, queued.size())
         except BaseException:
@@ -148,6 +153,9 @@ class Subscription:
         return True
 
     def _let_go(self, queued: _Queued) -> None:
+        if queued.bulk:
+            self.budget.give(queued.size(), bulk=True)
+            return
         shared = queued.shared
         size = len(queued.head)
         if shared:

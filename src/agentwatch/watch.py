@@ -12,7 +12,7 @@ from agentwatch import strict_json
 from agentwatch.logs import get_logger
 from agentwatch.store import StorageUnavailable
 from agentwatch.text import brief, is_text
-from agentwatch.watch_budget import ReplyBytes, answering
+from agentwatch.watch_budget import BulkBytes, answering
 
 if TYPE_CHECKING:
     from agentwatch.daemon import Daemon
@@ -106,7 +106,7 @@ class WatchConnection:
         self.ws = ws
         self.methods = dict(methods)
         self._after_reply: list[Callable[[], None]] = []
-        self._replies: list[ReplyBytes] = []  # what the reply being answered holds of the budget
+        self._replies: list[BulkBytes] = []  # what the reply being answered holds of the budget
 
     def after_reply(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` once the reply to the request being answered has been sent."""
@@ -168,14 +168,13 @@ class WatchConnection:
             reply = _error(request_id, INVALID_PARAMS, f"{name}: params must be an object of named params")
         else:
             method, plugin = self.methods[name]
-            held = ReplyBytes(self.daemon.watch_budget)
+            held = BulkBytes(self.daemon.watch_budget)
             self._replies.append(held)
             try:
                 with answering(held):
                     result = await method(self.daemon, params)
                 body = result if isinstance(result, RawJSON) else json.dumps(result)
                 reply = f'{{"jsonrpc":"2.0","id":{json.dumps(request_id)},"result":{body}}}'
-                held.settle(len(reply))
             except WatchError as exc:
                 reply = _error(request_id, exc.code, exc.message)
             except StorageUnavailable as exc:
@@ -183,6 +182,7 @@ class WatchConnection:
             except Exception:
                 self.daemon.plugins.record_error(plugin, f"watch method {name}")
                 reply = _error(request_id, INTERNAL_ERROR, f"{name} failed inside the daemon; see its log")
+            held.settle(0 if notification else len(reply))  # a failed read gives back what it reserved
         return None if notification else reply
 
 

@@ -42,7 +42,9 @@ async def open_websocket(endpoint: Endpoint, path: str) -> AsyncIterator[WebSock
                 yield ws
     except HandshakeError as exc:  # raised by trio-websocket's reader task, hence outside
         status = getattr(exc, "status_code", None)
-        hint = "wrong token? check the token file or AGENTWATCH_TOKEN" if status == 401 else "see the daemon's log"
+        hints = {401: "wrong token? check the token file or AGENTWATCH_TOKEN",
+                 503: "it has server.max_connections connections; retry in a moment"}
+        hint = hints.get(status, "see the daemon's log")
         raise ClientError(f"the daemon at {endpoint} refused the connection (HTTP {status}): {hint}") from None
 
 

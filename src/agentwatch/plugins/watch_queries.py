@@ -87,8 +87,8 @@ def _page_bytes() -> int:
         budget = reply.budget
         raise WatchError(
             BUSY,
-            f"events.list: the daemon holds {budget.used >> 20} MiB of replies and notifications for watchers, its limit "
-            "(watch.max_bytes); retry in a moment, or read the pages one request at a time",
+            f"events.list: the daemon holds {budget.used >> 20} MiB for watchers, as much as "
+            "watch.max_bytes lets pages take; retry in a moment, or read the pages one request at a time",
         )
     return size
 

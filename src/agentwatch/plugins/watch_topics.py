@@ -22,7 +22,7 @@ from agentwatch.hookspecs import hookimpl
 from agentwatch.model import AgentInfo, StoredEvent
 from agentwatch.subscriptions import SharedJSON, SubscribeParams, Subscription, Topic
 from agentwatch.watch import RawJSON
-from agentwatch.watch_budget import ReplyBytes
+from agentwatch.watch_budget import BulkBytes
 
 if TYPE_CHECKING:
     from agentwatch.daemon import Daemon
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 REPLAY_PAGE = 500  # events read from the store at a time ...
 REPLAY_PAGE_BYTES = 1 << 20  # ... and at most this many bytes of them
-HELD_WHILE_REPLAYING = 10_000  # live events held during a replay before it reads again instead
+HELD_WHILE_REPLAYING = 10_000  # live events held during a replay (if the budget has room for them) before it reads again instead
 
 
 class _EventFeed:
@@ -41,6 +41,7 @@ class _EventFeed:
         self.params: SubscribeParams = subscription.params
         self.live = self.params.after_seq is None  # nothing to replay
         self._held: deque[StoredEvent] = deque()
+        self._holding = BulkBytes(subscription.budget)  # what the held events count in the budget
         self._overflowed = False
         self._sent: dict[str, int] = {}  # the last seq replayed, per agent the replay read
 
@@ -53,10 +54,11 @@ class _EventFeed:
         if self.live:
             if event.seq > self._sent.get(event.agent_id, 0):
                 self.subscription.notify("event", event=encoded)
-        elif len(self._held) < HELD_WHILE_REPLAYING:
+        elif len(self._held) < HELD_WHILE_REPLAYING and self._holding.take(len(event.data_json)):
             self._held.append(event)
-        else:
+        else:  # the store has them all: read them from there
             self._held.clear()
+            self._holding.release()
             self._overflowed = True
 
     async def replay(self, store: Store) -> None:
@@ -73,8 +75,16 @@ class _EventFeed:
                 event = self._held.popleft()
                 if event.seq > sent.get(event.agent_id, 0):
                     sent[event.agent_id] = event.seq
-                    await self.subscription.deliver("event", event=RawJSON(event.to_json()))
+                    await self.subscription.deliver(self._holding, "event", event=RawJSON(event.to_json()))
+                else:
+                    self._holding.hand_on(len(event.data_json))
             self.live = not self._overflowed  # nothing held is left: live from here, with no await between
+        self._holding.release()
+
+    def close(self) -> None:
+        """The subscription ended: give back what held events count."""
+        self._held.clear()
+        self._holding.release()
 
     async def _agents(self, store: Store) -> list[str]:
         if self.params.agent_id is not None:
@@ -83,18 +93,19 @@ class _EventFeed:
 
     async def _replay_agent(self, store: Store, agent_id: str, after_seq: int) -> int:
         kinds = sorted(self.params.kinds) if self.params.kinds else None
+        budget = self.subscription.budget
         while True:
-            page_bytes = ReplyBytes(self.subscription.budget)  # a page read counts until it is delivered
+            page_bytes = BulkBytes(budget)  # a page counts from its read until its notifications are sent
             try:
                 while not (max_bytes := page_bytes.reserve(REPLAY_PAGE_BYTES)):
-                    await self.subscription.budget.freed()
+                    await budget.freed()
                 page = await store.event_page(agent_id, kinds=kinds, after_seq=after_seq, limit=REPLAY_PAGE, max_bytes=max_bytes)
                 if page is None:  # not known (yet): what it sends arrives live
                     return after_seq
                 events, has_more = page
                 page_bytes.settle(sum(len(event.data_json) for event in events))
                 for event in events:
-                    await self.subscription.deliver("event", event=RawJSON(event.to_json()))
+                    await self.subscription.deliver(page_bytes, "event", event=RawJSON(event.to_json()))
                     after_seq = event.seq
             finally:
                 page_bytes.release()
@@ -122,6 +133,7 @@ class WatchTopics:
             await trio.sleep_forever()
         finally:
             self._feeds.discard(feed)
+            feed.close()
 
     async def _agents(self, daemon: Daemon, subscription: Subscription) -> None:
         self._agent_watchers.add(subscription)

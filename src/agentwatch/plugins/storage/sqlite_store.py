@@ -177,8 +177,9 @@ class SqliteStore:
     def _open_writer(self) -> apsw.Connection:
         try:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            if not self.path.exists():
-                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
+            # Opened for writing here, or SQLite would open a file it may not write read-only, and
+            # every write would fail after the daemon said it was ready.
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
             self._lock()
         except OSError as exc:
             raise StoreRefused(f"cannot open the store at {self.path}: {explain(exc, self.path)}") from None
