@@ -1,6 +1,7 @@
 """``agentwatch hooks install|uninstall`` (src/agentwatch/claude_settings.py) on real settings files:
 what else the file holds is kept, our entries go in once and come out exactly, dry runs write
-nothing, broken files are left alone; mostly through the real command, with HOME in a tmp dir."""
+nothing, broken files are left alone, links and modes are kept and no planted link is written
+through; mostly through the real command, with HOME in a tmp dir."""
 
 import json
 import os
@@ -34,9 +35,9 @@ def environ(home: Path) -> dict[str, str]:
 
 
 def hooks_command(home: Path, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """``python -m agentwatch hooks ARGS`` with ``home`` as HOME."""
+    """``python -m agentwatch hooks ARGS`` with ``home`` as HOME, under the usual umask (022)."""
     return subprocess.run([sys.executable, "-m", "agentwatch", "hooks", *args], cwd=cwd or home, env=environ(home),
-                          capture_output=True, text=True, timeout=20)
+                          capture_output=True, text=True, timeout=20, umask=0o022)
 
 
 @pytest.fixture
@@ -222,3 +223,72 @@ def test_a_settings_file_that_cannot_be_used_is_named_and_left_untouched(home, t
         assert (done.returncode, "nothing to change" in done.stdout) == (0, True)
     assert path.read_text() == text
     assert sorted(p.name for p in path.parent.iterdir()) == ["settings.json"]
+
+
+def mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def test_a_link_planted_at_the_backup_name_is_replaced_not_written_through(home, tmp_path):
+    victim = home / ".bashrc"
+    victim.write_text("export PATH=$HOME/bin:$PATH\n")
+    victim.chmod(0o644)
+    project = tmp_path / "cloned"  # a repository controls its .claude/, links included
+    path = project / ".claude" / "settings.json"
+    before = write_settings(path, ORIGINAL)
+    path.chmod(0o600)
+    backup = path.with_name("settings.json.agentwatch-backup")
+    backup.symlink_to(victim)
+    done = hooks_command(home, "install", "--scope", "project", cwd=project)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert (victim.read_text(), mode(victim)) == ("export PATH=$HOME/bin:$PATH\n", 0o644)
+    assert not backup.is_symlink()
+    assert (backup.read_bytes(), mode(backup)) == (before, 0o600), "the settings as they were, with their mode"
+
+
+def test_a_symlinked_settings_file_stays_a_link_and_its_target_gets_the_hooks(home, tmp_path):
+    target = tmp_path / "dotfiles" / "claude" / "settings.json"
+    before = write_settings(target, ORIGINAL)
+    target.chmod(0o600)
+    path = home / ".claude" / "settings.json"
+    path.parent.mkdir()
+    path.symlink_to(target)
+    assert hooks_command(home, "install").returncode == 0
+    assert path.is_symlink() and path.resolve() == target
+    assert all(len(ours(json.loads(target.read_text()), event)) == 1 for event in EVENTS)
+    assert mode(target) == 0o600
+    assert path.with_name("settings.json.agentwatch-backup").read_bytes() == before
+    assert sorted(p.name for p in target.parent.iterdir()) == ["settings.json"], "no temporary file left behind"
+    assert hooks_command(home, "uninstall").returncode == 0
+    assert path.is_symlink() and json.loads(target.read_text()) == ORIGINAL
+
+
+def test_a_private_settings_file_and_its_backup_stay_private(home):
+    path = home / ".claude" / "settings.json"
+    write_settings(path, ORIGINAL)
+    path.chmod(0o600)
+    backup = path.with_name("settings.json.agentwatch-backup")
+    backup.write_text("{}")
+    backup.chmod(0o644)  # an older backup, readable by all: replaced, its mode not kept
+    assert hooks_command(home, "install").returncode == 0
+    assert (mode(path), mode(backup)) == (0o600, 0o600)
+    path.chmod(0o640)
+    assert hooks_command(home, "uninstall").returncode == 0
+    assert (mode(path), mode(backup)) == (0o640, 0o640), "never narrowed either"
+
+
+def test_a_new_settings_file_is_private(home):
+    assert hooks_command(home, "install").returncode == 0
+    assert mode(home / ".claude" / "settings.json") == 0o600
+
+
+def test_a_backup_that_cannot_be_written_is_named_and_nothing_changes(home):
+    path = home / ".claude" / "settings.json"
+    before = write_settings(path, ORIGINAL)
+    backup = path.with_name("settings.json.agentwatch-backup")
+    backup.mkdir()  # in the way: neither written into nor removed
+    done = hooks_command(home, "install")
+    assert (done.returncode, done.stdout) == (1, "")
+    assert f"cannot write {backup}: Is a directory; {path} is unchanged" in done.stderr
+    assert path.read_bytes() == before and list(backup.iterdir()) == []
+    assert sorted(p.name for p in path.parent.iterdir()) == ["settings.json", backup.name]

@@ -157,6 +157,23 @@ def test_a_unit_that_differs_stops_the_install_until_force(tmp_path):
     assert service.read_text() == shipped("agentwatch.service") and socket.read_text() == shipped("agentwatch.socket")
 
 
+def test_forcing_keeps_a_replaced_units_mode_and_replaces_a_link_in_its_place(tmp_path):
+    units = tmp_path / "units"
+    units.mkdir()
+    service, socket = units / "agentwatch.service", units / "agentwatch.socket"
+    service.write_text("[Service]\nExecStart=/bin/true\n")
+    service.chmod(0o600)  # an administrator's choice: not widened
+    elsewhere = tmp_path / "elsewhere.socket"
+    elsewhere.write_text("[Socket]\n")
+    socket.symlink_to(elsewhere)
+    forced = command(tmp_path, "--unit-dir", str(units), "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert service.read_text() == shipped("agentwatch.service") and service.stat().st_mode & 0o777 == 0o600
+    assert not socket.is_symlink() and socket.read_text() == shipped("agentwatch.socket")
+    assert socket.stat().st_mode & 0o777 == 0o644 and elsewhere.read_text() == "[Socket]\n"
+    assert sorted(os.listdir(units)) == sorted(UNITS)
+
+
 def test_a_unit_directory_that_cannot_be_used_is_reported(tmp_path):
     not_a_dir = tmp_path / "file"
     not_a_dir.write_text("")

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from agentwatch.file_errors import explain
+from agentwatch.safe_write import make_private_dir
 
 
 class TokenFileError(Exception):
@@ -19,18 +20,22 @@ class TokenFileError(Exception):
 def ensure_token(path: Path) -> str:
     """Return the token in ``path``, creating the file (mode 0600, random token) if absent.
 
-    The file appears whole or not at all: it is written under another name and linked into place.
+    The file appears whole or not at all: it is written under a new random name (nothing planted
+    there is followed) and linked into place, so a token another process made first wins.
     """
     try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        make_private_dir(path.parent)
     except OSError as exc:
         raise _cannot_create(path, exc) from None
     if path.exists():
         return read_token(path)
     token = secrets.token_urlsafe(32)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    partial = path.with_name(f".{path.name}.{secrets.token_hex(6)}.partial")
     try:
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        raise _cannot_create(path, exc) from None
+    try:
         with os.fdopen(fd, "w") as handle:
             handle.write(token + "\n")
             handle.flush()

@@ -12,9 +12,12 @@ import json
 import os
 import shlex
 import shutil
+import stat
 import sys
 from pathlib import Path
 from typing import Any
+
+from agentwatch.safe_write import write_file
 
 #: The hook events forwarded; the tool events take a matcher ("*": every tool).
 EVENTS = (
@@ -133,16 +136,45 @@ def read(path: Path) -> dict[str, Any]:
 
 
 def write(path: Path, settings: dict[str, Any]) -> Path | None:
-    """Replace ``path`` with ``settings`` (whole, in one rename), keeping the old file as a backup; the backup's path."""
-    backup = None
+    """Replace ``path`` with ``settings`` (whole, in one rename), keeping the old file as a backup; the backup's path.
+
+    A symlinked settings file (a dotfiles setup) stays a link: its target gets the settings and
+    keeps its mode. A new settings file is made 0600, whatever the umask: it may hold secrets
+    (``env``, ``apiKeyHelper``) and only its owner's Claude Code reads it.
+    """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        if path.exists():
-            backup = path.with_name(path.name + ".agentwatch-backup")
-            shutil.copy2(path, backup)
-        partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-        partial.write_text(json.dumps(settings, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        partial.replace(path)
     except OSError as exc:
-        raise SettingsError(f"cannot write {path}: {exc.strerror}") from None
+        raise _cannot_write(path.parent, path, exc) from None
+    backup = _back_up(path)
+    try:
+        write_file(path, json.dumps(settings, indent=2, ensure_ascii=False) + "\n", mode=0o600, through_link=True)
+    except OSError as exc:
+        raise _cannot_write(path, path, exc) from None
     return backup
+
+
+def _back_up(path: Path) -> Path | None:
+    """Copy the settings file (if there is one) to a new regular file beside it with its mode; the copy.
+
+    A link at the backup's name (in project scope a cloned repository controls ``.claude/``) is
+    replaced, never written through; an older backup is replaced too, its mode not kept.
+    """
+    backup = path.with_name(path.name + ".agentwatch-backup")
+    try:
+        with open(path, "rb") as file:
+            old, mode = file.read(), stat.S_IMODE(os.fstat(file.fileno()).st_mode)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise SettingsError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        backup.unlink(missing_ok=True)
+        write_file(backup, old, mode=mode)
+    except OSError as exc:
+        raise _cannot_write(backup, path, exc) from None
+    return backup
+
+
+def _cannot_write(file: Path, settings: Path, exc: OSError) -> SettingsError:
+    return SettingsError(f"cannot write {file}: {exc.strerror or exc}; {settings} is unchanged: fix that, then run this again")

@@ -13,16 +13,16 @@ import os
 from pathlib import Path
 from typing import Any
 
+from agentwatch.safe_write import write_file
+
 NAME = "daemon.json"
 
 
 def announce(state_dir: Path, addresses: list[str], token_file: Path | None) -> None:
     """Record this process's listen addresses and token file."""
-    path = state_dir / NAME
-    partial = state_dir / f".{NAME}.{os.getpid()}.partial"
     record = {"pid": os.getpid(), "addresses": addresses, "token_file": str(token_file) if token_file else None}
-    partial.write_text(json.dumps(record) + "\n", encoding="utf-8")
-    partial.replace(path)
+    # Not fsynced: after a crash the record is stale anyway (its pid is gone), and clients ignore a torn one.
+    write_file(state_dir / NAME, json.dumps(record) + "\n", durable=False)
 
 
 def withdraw(state_dir: Path) -> None:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import agentwatch
+from agentwatch.safe_write import write_file
 
 UNITS = ("agentwatch.service", "agentwatch.socket")
 SHARED = Path("share", "agentwatch", "systemd")  # below the installation prefix (see pyproject.toml)
@@ -203,14 +204,11 @@ def _current(path: Path) -> str | None:
 
 
 def _write(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` in one rename, readable by all (as unit files are)."""
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    """Replace ``path`` with ``text`` in one rename: a new unit is readable by all (as unit files are), one
+    replaced keeps its mode, and a link in its place (a masked unit) is replaced, not written through."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial.write_text(text, encoding="utf-8")
-        partial.chmod(0o644)
-        partial.replace(path)
+        write_file(path, text, mode=0o644)
     except OSError as exc:
-        partial.unlink(missing_ok=True)
         hint = " (the system's units need root; --user installs your own)" if isinstance(exc, PermissionError) else ""
         raise InstallError(f"cannot write {path}: {exc.strerror or exc}{hint}") from None

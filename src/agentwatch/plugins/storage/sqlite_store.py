@@ -26,6 +26,7 @@ from agentwatch.plugins.storage import removal
 from agentwatch.plugins.storage.checkpoints import Checkpointer
 from agentwatch.plugins.storage.schema import migrate
 from agentwatch.plugins.storage.write_queue import WriteQueue
+from agentwatch.safe_write import make_private_dir
 from agentwatch import session_facts
 from agentwatch.session_facts import SessionFacts
 from agentwatch.store import (
@@ -176,7 +177,7 @@ class SqliteStore:
 
     def _open_writer(self) -> apsw.Connection:
         try:
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            make_private_dir(self.path.parent)
             # Opened for writing here, or SQLite would open a file it may not write read-only, and
             # every write would fail after the daemon said it was ready.
             os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
