@@ -261,6 +261,7 @@ def test_unknown_key_in_the_environment(tmp_path):
         ("[server]\nmax_frame_bytes = -5\n", ["max_frame_bytes", "positive whole number"]),
         ("[server]\nmax_frame_bytes = 1.5\n", ["max_frame_bytes", "positive whole number"]),
         ("[server]\nmax_frame_bytes = true\n", ["max_frame_bytes", "positive whole number"]),
+        ("[server]\nmax_frame_bytes = 16383\n", ["max_frame_bytes", "= 16383", "at least 16KiB"]),
         ('[server]\nlisten = ["nohost"]\n', ["[server] listen", "'nohost'", "HOST:PORT", "unix:/"]),
         ('[server]\nlisten = ["127.0.0.1:99999"]\n', ["listen", "'127.0.0.1:99999'", "HOST:PORT"]),
         ('[server]\nlisten = ["127.0.0.1:"]\n', ["listen", "HOST:PORT"]),
@@ -381,7 +382,7 @@ def test_environment_values_are_parsed_like_the_file(tmp_path):
     config = load(
         tmp_path,
         environ={
-            "AGENTWATCH_SERVER_MAX_FRAME_BYTES": "4096",
+            "AGENTWATCH_SERVER_MAX_FRAME_BYTES": "16384",
             "AGENTWATCH_SERVER_HELLO_TIMEOUT": "250ms",
             "AGENTWATCH_SERVER_RATE_LIMIT": "2.5",
             "AGENTWATCH_AUTH_ENABLED": "off",
@@ -393,7 +394,7 @@ def test_environment_values_are_parsed_like_the_file(tmp_path):
             "UNRELATED": "x",
         },
     )
-    assert config["server"]["max_frame_bytes"] == 4096 and config["server"]["hello_timeout"] == 0.25
+    assert config["server"]["max_frame_bytes"] == 16384 and config["server"]["hello_timeout"] == 0.25
     assert config["server"]["rate_limit"] == 2.5
     assert config["auth"] == {"enabled": False, "token_file": "/secret/t", "allowed_origins": ["http://a", "http://b"]}
     assert config["storage"]["synchronous"] == "normal"

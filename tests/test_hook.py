@@ -1,7 +1,8 @@
 """``agentwatch hook`` (src/agentwatch/hook_command.py) against a real daemon: real Claude Code hook
 payloads (tests/fixtures/claude-hooks) stored with their kinds, the attention they raise, a
 ``/clear`` that keeps the agent, the outbox while the daemon is down, the command as a real
-process, and how the agent id is found past the shell Claude Code runs hooks through."""
+process, how the agent id is found past the shell Claude Code runs hooks through, and an
+``AGENTWATCH_AGENT_ID`` that is not one."""
 
 import json
 import os
@@ -302,3 +303,13 @@ async def test_a_payload_with_a_lone_surrogate_is_stored(state_dir):
         [event] = await stored(d, "agent-1")
     assert event["kind"] == "prompt"
     assert event["data"] == json.loads(raw)
+
+
+@pytest.mark.parametrize("agent_id", ["../../escaped", "a/b", "x" * 129])
+async def test_an_agent_id_that_is_not_valid_writes_nothing_and_exits_0(tmp_path, agent_id):
+    """``AGENTWATCH_AGENT_ID`` names the outbox's files: ``../../escaped`` used to write next to the state directory."""
+    state_dir = tmp_path / "deep" / "state"
+    done = await hook_process(state_dir, json.dumps(payloads(PROMPTS)[0]).encode(), agent_id)
+    assert (done.returncode, done.stdout) == (0, b""), "a hook never fails Claude Code"
+    assert done.stderr.startswith(b"agentwatch hook: agent id ") and b"is not valid: use " in done.stderr
+    assert list(tmp_path.rglob("*")) == [], "nothing written anywhere"

@@ -593,7 +593,7 @@ async def test_a_bad_first_frame_gets_its_error_then_close_4000_and_a_good_hello
             async with fx.alongside(traffic), agent(d, agent_id) as a:
                 if kind == "good":
                     welcome = await a.hello(**first)
-                    assert welcome == {"type": "welcome", "protocol": 1, "agent_id": agent_id, "session": 0, "acked_seq": 0}
+                    assert welcome == {"type": "welcome", "protocol": 1, "agent_id": agent_id, "session": 0, "acked_seq": 0, "max_frame_bytes": 1 << 20}
                     [listed] = [x for x in await fx.watch.call("agents.list") if x["agent_id"] == agent_id]
                     for name in ("name", "kind", "host", "cwd", "pid", "labels"):
                         assert canon(listed[name]) == canon(first.get(name, {} if name == "labels" else None)), (name, listed)
@@ -667,7 +667,7 @@ async def raw_agent(d: Running, agent_id: str, stack: AsyncExitStack) -> tuple[R
     return client, welcome["acked_seq"]
 
 
-LIMIT = 4096
+LIMIT = 16384  # the smallest server.max_frame_bytes allowed
 PADDING = st.sampled_from(["x", "é", "日", "🚀"])  # 1 to 4 bytes in UTF-8, one character each
 
 

@@ -18,7 +18,7 @@ def output(text="hi"):
 async def test_welcome_of_a_new_agent_then_acks_after_commit(state_dir):
     async with running_daemon(state_dir) as d, agent(d, "a1") as a:
         welcome = await a.hello(name="bot", cwd="/tmp/p", pid=42, labels={"project": "p"})
-        assert welcome == {"type": "welcome", "protocol": 1, "agent_id": "a1", "session": 0, "acked_seq": 0}
+        assert welcome == {"type": "welcome", "protocol": 1, "agent_id": "a1", "session": 0, "acked_seq": 0, "max_frame_bytes": 1 << 20}
         await a.event(1, output("one"), ts="2026-11-21T10:00:00.123Z")
         assert await a.recv() == {"type": "ack", "seq": 1}
         [event] = await stored(d, "a1")
@@ -240,9 +240,9 @@ async def test_hello_timeout_closes_4000(state_dir, virtual_clock):
 
 
 async def test_a_frame_over_the_size_limit_closes_1009(state_dir):
-    async with running_daemon(state_dir, {"AGENTWATCH_SERVER_MAX_FRAME_BYTES": "4096"}) as d, agent(d, "a1") as a:
+    async with running_daemon(state_dir, {"AGENTWATCH_SERVER_MAX_FRAME_BYTES": "16384"}) as d, agent(d, "a1") as a:
         await a.hello()
-        await a.event(1, output("x" * 5000))
+        await a.event(1, output("x" * 17000))
         assert await a.closed_code() == 1009
         async with agent(d, "a1") as again:
             assert (await again.hello())["acked_seq"] == 0

@@ -54,6 +54,15 @@ def parse_size(value: Any) -> int:
     raise ValueError("a size in bytes: a positive whole number, or a string such as 512KiB, 64MiB, 1GiB")
 
 
+def _size_at_least(low: int) -> Callable[[Any], int]:
+    def parse(value: Any) -> int:
+        if (size := parse_size(value)) >= low:
+            return size
+        raise ValueError(f"at least {low >> 10}KiB ({low} bytes): smaller would not carry the protocol's own frames")
+
+    return parse
+
+
 def _positive_duration(value: Any) -> float:
     if (seconds := parse_duration(value)) > 0:
         return seconds
@@ -170,7 +179,7 @@ def _listen_list(value: Any) -> list[str]:
 SCHEMA: dict[str, dict[str, tuple[Callable[[Any], Any], Any]]] = {
     "server": {
         "listen": (_listen_list, ["127.0.0.1:7717"]),
-        "max_frame_bytes": (parse_size, 1_048_576),
+        "max_frame_bytes": (_size_at_least(16 << 10), 1_048_576),
         "ping_interval": (_positive_duration, 20.0),
         "ping_timeout": (_positive_duration, 20.0),
         "hello_timeout": (_positive_duration, 10.0),

@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import math
 import os
-import re
 import signal
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -28,6 +27,7 @@ from agentwatch.config import Config, ConfigError
 from agentwatch.file_errors import explain
 from agentwatch.handshake import handshake, peer
 from agentwatch.hosts import AllowedHosts
+from agentwatch.identity import AGENT_ID, AGENT_ID_RULE
 from agentwatch.daemon_metrics import DaemonMetrics
 from agentwatch.ingest import CLOSE_TIMEOUT, AgentConnection
 from agentwatch.keepalive import CLOSE_PING_TIMEOUT, unanswered_ping
@@ -40,6 +40,7 @@ from agentwatch.metrics_http import METRICS_PATH, serve_metrics
 from agentwatch.model import StoredEvent
 from agentwatch.plugin_manager import PluginError, Plugins
 from agentwatch.reload import reconcile
+from agentwatch.safe_write import make_private_dir
 from agentwatch.sd_notify import Notifier
 from agentwatch.session_facts import SessionFacts
 from agentwatch.socket_activation import ActivationError, InheritedSocket, inherited_sockets
@@ -53,7 +54,6 @@ log = get_logger(__name__)
 
 AGENT_PATH = "/v1/agents/"
 WATCH_PATH = "/v1/watch"
-AGENT_ID = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
 HANDSHAKE_TIMEOUT = 10.0
 BUSY_LOG_EVERY = 10.0  # seconds between connection_limit lines
 
@@ -182,7 +182,7 @@ class Daemon:
         self._started_at = trio.current_time()
         state_dir = self.config.state_dir
         try:  # the token, the database and daemon.json are made in it by default
-            await trio.to_thread.run_sync(partial(state_dir.mkdir, mode=0o700, parents=True, exist_ok=True))
+            await trio.to_thread.run_sync(make_private_dir, state_dir)
         except OSError as exc:
             raise StartupError(f"cannot use the state directory {state_dir}: {explain(exc, state_dir)}") from None
         auth = self.config["auth"]
@@ -404,7 +404,7 @@ def _allowed_hosts(config: Config) -> AllowedHosts:
 
 
 _REJECT_BODIES: dict[int, bytes] = {
-    400: b"agent_id must be 1-128 characters of A-Z a-z 0-9 . _ : @ -\n",
+    400: f"agent_id must be {AGENT_ID_RULE}\n".encode(),
     401: b"missing or wrong token: send 'Authorization: Bearer <token>' with the token from the daemon's token file\n",
     403: b"this Origin is not allowed; add it to auth.allowed_origins to permit it\n",
     404: b"no such endpoint: use /v1/agents/{agent_id} or /v1/watch\n",

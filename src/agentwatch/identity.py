@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import time
 from pathlib import Path
 
+AGENT_ID = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
+AGENT_ID_RULE = "1-128 characters of A-Z a-z 0-9 . _ : @ -"
 SHELLS = frozenset({"sh", "bash", "dash", "zsh", "fish", "ksh", "busybox"})
 
 
@@ -40,3 +43,10 @@ def iso_now() -> str:
 def id_part(text: str) -> str:
     """``text`` with every character an agent id may not hold replaced by ``-``."""
     return "".join(c if c.isascii() and (c.isalnum() or c in "._:@-") else "-" for c in text) or "host"
+
+
+def check_agent_id(agent_id: str) -> str:
+    """``agent_id`` if the daemon takes it (the same rule), else ``ValueError`` saying the rule."""
+    if not AGENT_ID.fullmatch(agent_id):
+        raise ValueError(f"agent id {agent_id[:140]!r} is not valid: use {AGENT_ID_RULE}")
+    return agent_id

@@ -140,7 +140,9 @@ class AgentConnection:
         log.info("agent_connected", format=self.format, session=session, acked_seq=acked_seq)
         self.daemon.plugins.notify("agentwatch_agent_connected", agent_id=self.agent_id, agent=hello.agent, session=session)
         try:
-            await self._send({"type": "welcome", "protocol": 1, "agent_id": self.agent_id, "session": session, "acked_seq": acked_seq})
+            max_frame_bytes = self.daemon.config["server"]["max_frame_bytes"]
+            await self._send({"type": "welcome", "protocol": 1, "agent_id": self.agent_id, "session": session, "acked_seq": acked_seq,
+                              "max_frame_bytes": max_frame_bytes})
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._send_acks)
                 nursery.start_soon(self._keep_alive, nursery.cancel_scope)

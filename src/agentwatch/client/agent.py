@@ -23,16 +23,17 @@ from agentwatch.client.discovery import CLOSE_TIMEOUT, ClientError, Endpoint, fi
 from agentwatch.courier import BATCH, FRAME_BYTES
 from agentwatch.exceptions import unwrapped
 from agentwatch.logs import get_logger
+from agentwatch.record_cap import DEFAULT_FRAME_LIMIT, event_text, fitted, smaller_limit
 
 log = get_logger(__name__)
 
-MAX_EVENT_BYTES = (1 << 20) - 1024  # one event alone must fit in a frame of the default limit
 RETRY_FIRST, RETRY_MAX = 0.1, 5.0  # seconds between reconnects: doubling, capped
 FLUSH_TIMEOUT = 30.0  # seconds leaving open_agent waits for the last acks
 
 #: Errors after which resending on a new connection is the remedy.
 _RETRY_CODES = frozenset({"storage_unavailable", "rate_limited", "internal"})
 #: Close codes after which reconnecting cannot help.
+CLOSE_TOO_BIG = 1009
 _FINAL_CLOSES = {4000: "the daemon did not accept the hello", 4001: "a newer connection for this agent_id took over"}
 
 
@@ -53,9 +54,11 @@ class AgentClient:
         self.session = 0  # the agent's session number, from the latest welcome
         self.acked_seq = 0
         self.rejected: list[Rejected] = []
+        self.frame_limit = DEFAULT_FRAME_LIMIT  # the daemon's, from its welcome; lower after a 1009
         self._hello = json.dumps(hello)
         self._max_unacked = max_unacked
         self._last_seq = 0
+        self._largest_sent = 0
         self._unacked: deque[tuple[int, str]] = deque()  # (seq, the event object as JSON text)
         self._unsent = 0  # index into _unacked of the first event not sent on this connection
         self._changed = trio.Event()
@@ -67,7 +70,8 @@ class AgentClient:
     async def send(self, data: Any, *, ts: str | None = None, format: str | None = None, seq: int | None = None) -> int:
         """Queue one record for the daemon; its ``seq``: the next one, or ``seq`` (above every one
         given so far) for a sender that numbers its records itself. Waits while ``max_unacked``
-        are unacknowledged."""
+        are unacknowledged. A record too large for the daemon's frames is cut to fit
+        (:mod:`agentwatch.record_cap`); ``ValueError`` if ``data`` is not JSON."""
         while len(self._unacked) >= self._max_unacked:
             self._raise_if_failed()
             await self._wait()
@@ -76,9 +80,7 @@ class AgentClient:
             seq = max(self._last_seq, self.acked_seq) + 1
         elif seq <= self._last_seq:
             raise ValueError(f"seq {seq} is not above {self._last_seq}, the last one given")
-        event = json.dumps({"seq": seq, "data": data} | ({"ts": ts} if ts else {}) | ({"format": format} if format else {}))
-        if len(event.encode()) > MAX_EVENT_BYTES:
-            raise ValueError(f"this record is {len(event.encode())} bytes as JSON; the daemon takes at most 1 MiB per frame")
+        event = event_text(seq, fitted(data, self.frame_limit), format, ts)
         self._last_seq = seq
         self._unacked.append((seq, event))
         self._wake()
@@ -127,8 +129,10 @@ class AgentClient:
         if welcome.get("type") != "welcome":
             self._fail(ClientError(f"the daemon refused the hello: {welcome.get('message', welcome)}"))
         self.session = welcome["session"]
+        self._fit(welcome.get("max_frame_bytes", DEFAULT_FRAME_LIMIT))
         self._acknowledge(welcome["acked_seq"])
         self._unsent = 0  # a new connection: everything held goes again
+        self._largest_sent = 0  # bytes of the largest frame sent on it
         self._welcomed = True
 
     async def _write(self, ws: WebSocketConnection) -> None:
@@ -138,11 +142,12 @@ class AgentClient:
             chunk: list[str] = []
             size = 0
             for _, text in itertools.islice(self._unacked, self._unsent, self._unsent + BATCH):
-                if chunk and size + len(text) > FRAME_BYTES:
+                if chunk and size + len(text.encode()) > min(FRAME_BYTES, self.frame_limit // 2):
                     break
                 chunk.append(text)
-                size += len(text)
+                size += len(text.encode())
             self._unsent += len(chunk)
+            self._largest_sent = max(self._largest_sent, size)
             try:
                 await ws.send_message('{"type":"events","events":[' + ",".join(chunk) + "]}")
             except ConnectionClosed:
@@ -160,6 +165,8 @@ class AgentClient:
         except ConnectionClosed:
             pass
         closed = ws.closed
+        if closed is not None and closed.code == CLOSE_TOO_BIG:  # a daemon that did not say its limit, or lowered it
+            self.frame_limit = smaller_limit(min(self.frame_limit, self._largest_sent))
         if closed is not None and closed.code in _FINAL_CLOSES:
             self._fail(ClientError(f"{_FINAL_CLOSES[closed.code]} (close {closed.code}: {closed.reason})"))
         return f"connection closed ({closed.code if closed else '?'})"
@@ -169,6 +176,14 @@ class AgentClient:
         self._closing = True
         if self._ws is not None:
             await self._ws.aclose()
+
+    def _fit(self, announced: int) -> None:
+        """Take the daemon's frame limit; events held that a frame of it cannot carry are cut again."""
+        self.frame_limit = min(announced, self.frame_limit) if self._welcomed else announced
+        for index, (seq, text) in enumerate(self._unacked):
+            if len(text.encode()) > self.frame_limit:
+                event = json.loads(text)
+                self._unacked[index] = (seq, event_text(seq, fitted(event["data"], self.frame_limit), event.get("format"), event.get("ts")))
 
     def _acknowledge(self, seq: int) -> None:
         self.acked_seq = max(self.acked_seq, seq)
