@@ -1,4 +1,4 @@
-"""Every benchmark, one after the other, and one table of the targets P1-P8 and N1-N3.
+"""Every benchmark, one after the other, and one table of the targets P1-P8, N1-N3 and R1-R2.
 
 Usage::
 
@@ -180,6 +180,16 @@ def hook_rows(r: dict[str, Any]) -> list[Row]:
     ]
 
 
+def relay_lines_rows(r: dict[str, Any]) -> list[Row]:
+    first, last = r["sizes"][0], r["sizes"][-1]
+    rows = [Row(f"R1 agentwatch run --quiet, one {size['mib']} MiB line, vs cat", "-",
+                f"{size['relay_s']:.3f} s (start-up {r['startup_s']:.3f})", f"{size['cat_s']:.3f} s (cat piped to cat)", size["ratio"], "info")
+            for size in r["sizes"]]  # fmt: skip
+    rows.append(Row(f"R2 agentwatch run time per MiB of a line, {last['mib']} over {first['mib']} MiB", f"<= {r['goal_growth']:g}",
+                    f"{last['relay_ms_per_mib']:.2f} ms/MiB", f"{first['relay_ms_per_mib']:.2f} ms/MiB", r["growth"], r["verdict"]))
+    return rows
+
+
 #: name: (script, what its JSON gives); in the order they run.
 BENCHES: dict[str, tuple[str, Callable[[dict[str, Any]], list[Row]]]] = {
     "ingest": ("ingest.py", ingest_rows),
@@ -192,6 +202,7 @@ BENCHES: dict[str, tuple[str, Callable[[dict[str, Any]], list[Row]]]] = {
     "startup": ("startup.py", startup_rows),
     "hook": ("hook.py", hook_rows),
     "normalise": ("normalise.py", normalise_rows),
+    "relay_lines": ("relay_lines.py", relay_lines_rows),
 }
 
 

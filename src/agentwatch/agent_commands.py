@@ -15,6 +15,8 @@ from agentwatch import claude_settings
 from agentwatch.client import ClientError, find_daemon
 from agentwatch.config import Config
 from agentwatch.courier import flush_outboxes
+from agentwatch.format_choice import FormatChooser
+from agentwatch.identity import check_agent_id
 from agentwatch.importer import Progress, run_import
 from agentwatch.locate import announced
 from agentwatch.model import Format
@@ -42,16 +44,18 @@ def run(config: Config, args: argparse.Namespace) -> int:
 
 
 def run_agent(config: Config, args: argparse.Namespace, formats: dict[str, Format]) -> int:
+    """``agentwatch run``: the agent's exit status; 2, before it starts, if its command, format or id will not do."""
     command = args.agent_command[1:] if args.agent_command[:1] == ["--"] else args.agent_command
     if not command:
         print("agentwatch run: name the agent's command after --, e.g. agentwatch run -- codex exec --json 'fix it'", file=sys.stderr)
         return EXIT_USAGE
-    try:
-        return relay(command, agent_id=args.agent_id, format=args.format, quiet=args.quiet, formats=formats,
-                     state_dir=config.state_dir, environ=os.environ)
+    try:  # checked before anything starts: the id names the outbox's files
+        chooser = FormatChooser(args.format, formats)
+        agent_id = None if args.agent_id is None else check_agent_id(args.agent_id)
     except ValueError as exc:
         print(f"agentwatch run: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    return relay(command, agent_id=agent_id, chooser=chooser, quiet=args.quiet, state_dir=config.state_dir, environ=os.environ)
 
 
 def hooks(args: argparse.Namespace) -> int:
@@ -84,10 +88,16 @@ def hooks(args: argparse.Namespace) -> int:
 
 
 def import_files(config: Config, args: argparse.Namespace, formats: dict[str, Format]) -> int:
+    """``agentwatch import``: 0, or EXIT_FAILED if a file had errors (each said on stderr); 2 for a wrong path or format."""
     paths = args.paths or [Path.home() / ".claude" / "projects"]
     missing = [str(path) for path in paths if not path.exists()]
     if missing:
         print(f"agentwatch import: no such file or directory: {', '.join(missing)}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        FormatChooser(args.format, formats)
+    except ValueError as exc:
+        print(f"agentwatch import: {exc}", file=sys.stderr)
         return EXIT_USAGE
     show = _progress_bar if sys.stderr.isatty() else (lambda progress: None)
     try:
@@ -100,16 +110,16 @@ def import_files(config: Config, args: argparse.Namespace, formats: dict[str, Fo
         return 130
     if sys.stderr.isatty():
         print(file=sys.stderr)
-    print(f"imported {progress.files} files: {progress.stored} events stored, {progress.present} already there"
-          + (f", {len(progress.failed)} files could not be read" if progress.failed else ""))
+    print(progress.summary())
     return EXIT_FAILED if progress.failed else 0
 
 
 def _progress_bar(progress: Progress) -> None:
+    """Draw the bar on stderr, leaving the cursor at its start (so that a message about a file overwrites it)."""
     width = 30
     filled = width * progress.done // max(progress.files, 1)
     bar = "#" * filled + "." * (width - filled)
-    print(f"\r[{bar}] {progress.done}/{progress.files} files, {progress.stored} events", end="", file=sys.stderr, flush=True)
+    print(f"[{bar}] {progress.done}/{progress.files} files, {progress.stored} events stored", end="\r", file=sys.stderr, flush=True)
 
 
 def flush(config: Config) -> int:
