@@ -1,20 +1,42 @@
 """``agentwatch import PATH... [--follow]``: the session files agents already write, into the daemon.
 
-Each file is one agent (``claude-<session>`` for a Claude Code transcript, ``codex-<id>`` for a
-Codex rollout, ``import-<name>`` otherwise), its format sniffed from its first records. Line
-``n`` is sent as ``seq`` 2n, so importing a file again stores nothing twice and lines added
-later continue the count; a file that has not changed for ``ENDED_AFTER`` is a finished
-conversation, and its import ends with a ``session_ended`` (``seq`` 2n+1, after its last line)
-so that old sessions do not wait for a reply in ``agentwatch attention``.
+Each file is one agent, its format sniffed from its first records. Line ``n`` is sent as
+``seq`` 2n, so importing a file again stores nothing twice and lines added later continue the
+count; a file that has not changed for ``ENDED_AFTER`` is a finished conversation: its last
+line counts even without a newline, and its import ends with a ``session_ended`` (``seq`` 2n+1,
+after its last line) so that old sessions do not wait for a reply in ``agentwatch attention``.
+Lines are read in bounded memory (:mod:`agentwatch.record_lines`): a line is strict JSON or
+text, and of a line over ``READ_LIMIT`` only its head is kept, as text marked as cut.
+
+Agent ids (kept for good once given; a later version links sub-agents to parents by them)::
+
+    claude-<name>-<hash>   a Claude Code transcript (<name>: the session uuid, its file name)
+    codex-<uuid>-<hash>    a Codex rollout (the uuid its file name ends with, else the name)
+    import-<name>-<hash>   any other file
+    <parent id>:<name>     a Claude Code sub-agent, <project>/<session>/subagents/agent-<id>.jsonl:
+                           <parent id> is the id of <project>/<session>.jsonl, <name> agent-<id>
+
+``<hash>`` is 8 hex digits of the SHA-256 of the file's resolved path, so distinct files get
+distinct ids; ``<name>`` is the file name without extension, each character an id may not hold
+(and ``:``) replaced by ``-``, cut so that the id has at most 128 characters. Of these, only a
+sub-agent's id holds a ``:``, and everything before its last ``:`` is its parent's id (a sub-agent whose
+parent's id is too long for that gets an id of the first kind). A file imported by a version
+before these ids keeps the id it had (``<prefix>-<name>``, no hash: the offsets entry says), and
+a sub-agent of such a parent names that id. A file's id is looked up in the offsets first, so a
+file moved elsewhere, or imported after import-offsets.json was lost, gets its id anew.
 
 ``--follow`` keeps reading files as they grow and picks up new ones in the directories given.
-How far each file was read is kept in ``import-offsets.json`` in the state directory, so a
-restarted import resumes where it stopped.
+How far each file was read, and its agent id, are kept in ``import-offsets.json`` in the state
+directory, so a restarted import resumes where it stopped.
+
+One file that cannot be imported (unreadable, a record the daemon refuses for good) is said in
+one sentence, and the import goes on with the next; only a daemon that cannot be reached stops it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -23,21 +45,28 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import trio
 
-from agentwatch.client import ClientError, Endpoint, open_agent
-from agentwatch.format_choice import FormatChooser
+from agentwatch.client import AgentClient, ClientError, Endpoint, Rejected, open_agent
+from agentwatch.format_choice import FALLBACK, FormatChooser
+from agentwatch.identity import AGENT_ID
 from agentwatch.ingest_frames import is_iso_time
 from agentwatch.model import Format
+from agentwatch.record_lines import READ_LIMIT, Line, LineSplitter, record_of
+from agentwatch.safe_write import write_file
 
 OFFSETS = "import-offsets.json"
 ENDED_AFTER = 3600.0  # seconds without change after which a file's conversation is over
 POLL = 1.0  # seconds between looks for growth in --follow
-SNIFF_BYTES = 1 << 20  # read to choose a format
+SNIFF_BYTES = 1 << 20  # read (in whole lines) to choose a format
+CHUNK = 1 << 20  # bytes read at a time
 PREFIXES = {"claude-transcript": "claude", "codex-rollout": "codex"}  # of agent ids
 KINDS = {"claude-transcript": "claude-code", "codex-rollout": "codex"}  # of agents, as agents.list shows
+MAX_ID = 128  # characters of an agent id (identity.AGENT_ID)
+HASH_HEX = 8  # hex digits of the path's hash in an agent id
+UUID_AT_END = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
 @dataclass
@@ -46,68 +75,154 @@ class Progress:
 
     files: int = 0  # files to import
     done: int = 0  # files imported
-    stored: int = 0  # events the daemon took
-    present: int = 0  # lines it already had
-    failed: list[str] = field(default_factory=list)  # why files could not be imported
+    stored: int = 0  # new events the daemon acknowledged
+    present: int = 0  # lines it already had (read by an earlier import, or below its acked_seq)
+    refused: int = 0  # records it refused for good
+    failed: list[str] = field(default_factory=list)  # one sentence for each file with an error
+
+    def summary(self) -> str:
+        """The line ``agentwatch import`` ends with."""
+        line = f"imported {self.files} files: {self.stored} events stored, {self.present} already there"
+        if self.refused:
+            line += f", {self.refused} refused by the daemon"
+        if self.failed:
+            line += f"; {len(self.failed)} {'file' if len(self.failed) == 1 else 'files'} had errors (see above)"
+        return line
 
 
 @dataclass
 class _Position:
     inode: int
-    offset: int  # bytes read (whole lines only)
+    offset: int  # bytes read (whole lines, and a last line without newline once the file is finished)
     line: int  # lines read
     format: str
-    ended: bool = False
+    ended: bool = False  # a session_ended follows the last line
+    agent_id: str = ""  # "": saved by an older version, which gave the id agent_id_for gives
+    records: int = 0  # lines read that the daemon holds
+
+
+@dataclass
+class _Tally:
+    """One file's import."""
+
+    sent: int = 0  # lines sent
+    present: int = 0  # lines the daemon already had
+    refused: list[Rejected] = field(default_factory=list)  # records refused for good
+
+    @property
+    def stored(self) -> int:
+        """Lines sent that the daemon took (a refused ``seq`` 2n+1 is the session_ended, not a line)."""
+        return self.sent - sum(1 for r in self.refused if r.seq % 2 == 0)
+
+
+class _Failed(Exception):
+    """One file could not be imported; the message says which and what to do."""
 
 
 class Offsets:
-    """How far each file was read, kept in the state directory."""
+    """How far each file was read, and its agent id, kept in the state directory."""
 
     def __init__(self, state_dir: Path) -> None:
-        self._path = state_dir / OFFSETS
+        self.path = state_dir / OFFSETS
         try:
-            saved = json.loads(self._path.read_text(encoding="utf-8"))
+            saved = json.loads(self.path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             saved = {}
         self.positions: dict[str, _Position] = {}
-        for path, entry in (saved.items() if isinstance(saved, dict) else []):
-            try:
-                self.positions[path] = _Position(**entry)
-            except TypeError:
-                continue
+        for key, entry in (saved.items() if isinstance(saved, dict) else []):
+            if (position := _position_of(entry)) is not None:
+                self.positions[key] = position
+        self._forget_shared_ids()
+
+    def _forget_shared_ids(self) -> None:
+        """Of older entries whose files got one id (same name, other folders), keep the first:
+        the others were counted "already there" and lost, and are imported again under ids of their own."""
+        owners: set[str] = set()
+        for key in sorted(self.positions):
+            position = self.positions[key]
+            if not position.agent_id:
+                legacy = agent_id_for(Path(key), position.format)
+                if legacy in owners:
+                    del self.positions[key]
+                owners.add(legacy)
 
     def save(self) -> None:
-        """Write the positions whole (a temporary file renamed into place)."""
-        partial = self._path.with_name(f".{OFFSETS}.{os.getpid()}.partial")
-        partial.write_text(json.dumps({path: vars(p) for path, p in self.positions.items()}, indent=1), encoding="utf-8")
-        partial.replace(self._path)
+        """Write the positions whole (:func:`agentwatch.safe_write.write_file`)."""
+        write_file(self.path, json.dumps({key: vars(p) for key, p in self.positions.items()}, indent=1))
 
 
-def files_under(paths: Sequence[Path]) -> list[Path]:
-    """The files named, and every ``*.jsonl`` under the directories named, sorted."""
-    found: set[Path] = set()
+def _position_of(entry: Any) -> _Position | None:
+    """The saved ``entry`` as a position; None if it is not one (an entry of an older version has
+    neither ``agent_id`` nor ``records``: every line it read is in the daemon)."""
+    if not isinstance(entry, dict):
+        return None
+    try:
+        position = _Position(**({"records": entry.get("line")} | entry))
+    except TypeError:
+        return None
+    counts = (position.inode, position.offset, position.line, position.records)
+    valid = (all(type(n) is int and n >= 0 for n in counts) and isinstance(position.format, str)
+             and isinstance(position.ended, bool)
+             and isinstance(position.agent_id, str) and (not position.agent_id or AGENT_ID.fullmatch(position.agent_id)))
+    return position if valid else None
+
+
+def files_under(paths: Sequence[Path], unlisted: Callable[[Path, OSError], None]) -> list[Path]:
+    """The files named, and every ``*.jsonl`` under the directories named, each file once, sorted,
+    sub-agents' after the others (so that their parents have their ids); ``unlisted`` hears of a
+    path that cannot be looked at."""
+    found: dict[Path, Path] = {}
     for path in paths:
-        if path.is_dir():
-            found.update(p for p in path.rglob("*.jsonl") if p.is_file())
-        elif path.is_file():
-            found.add(path)
-    return sorted(found)
+        try:
+            for file in _listed(path):
+                found.setdefault(file.resolve(), file)
+        except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop
+            unlisted(path, exc if isinstance(exc, OSError) else OSError(str(exc)))
+    return sorted(found.values(), key=lambda p: (subagent_parent(p) is not None, p))
+
+
+def _listed(path: Path) -> list[Path]:
+    """``path`` if it is a file, the ``*.jsonl`` files under it if it is a directory, sorted."""
+    if path.is_dir():
+        return sorted(p for p in path.rglob("*.jsonl") if p.is_file())
+    return [path] if path.is_file() else []
 
 
 def agent_id_for(path: Path, format: str) -> str:
-    """The agent a file is: ``<prefix>-<file name without extension>``, in the characters agent ids allow."""
+    """The id versions before hashes gave a file (kept for it): ``<prefix>-<file name without extension>``."""
     stem = re.sub(r"[^A-Za-z0-9._:@-]", "-", path.stem)
-    if format == "codex-rollout" and (match := re.search(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", stem)):
+    if format == "codex-rollout" and (match := UUID_AT_END.search(stem)):
         stem = match.group(0)
     return f"{PREFIXES.get(format, 'import')}-{stem}"[:128]
 
 
-def _record(line: bytes) -> Any:
-    text = line.decode("utf-8", "replace")
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
+def file_agent_id(resolved: Path, format: str) -> str:
+    """``<prefix>-<name>-<hash>`` for the file at ``resolved`` (see the module's docstring)."""
+    prefix = PREFIXES.get(format, "import")
+    name = _id_text(resolved.stem)
+    if format == "codex-rollout" and (match := UUID_AT_END.search(name)):
+        name = match.group(0)
+    digest = hashlib.sha256(os.fsencode(resolved)).hexdigest()[:HASH_HEX]
+    return f"{prefix}-{name[: MAX_ID - len(prefix) - HASH_HEX - 2]}-{digest}"
+
+
+def subagent_parent(path: Path) -> Path | None:
+    """The transcript ``<project>/<session>.jsonl`` of a Claude Code sub-agent's
+    ``<project>/<session>/subagents/agent-<id>.jsonl``; None for any other file."""
+    session = path.parent.parent
+    if path.parent.name == "subagents" and path.stem.startswith("agent-") and UUID_AT_END.fullmatch(session.name):
+        return session.with_name(f"{session.name}.jsonl")
+    return None
+
+
+def _id_text(text: str) -> str:
+    """``text`` with every character a file's part of an id may not hold replaced by ``-``."""
+    return re.sub(r"[^A-Za-z0-9._@-]", "-", text)
+
+
+def _printable(text: str) -> str:
+    """``text`` (a path, possibly holding undecodable bytes) as valid Unicode, as the daemon takes it."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _timestamp(record: Any) -> str | None:
@@ -116,98 +231,226 @@ def _timestamp(record: Any) -> str | None:
     return ts if is_iso_time(ts) else None
 
 
-def _whole_lines(path: Path, offset: int) -> Iterator[tuple[int, bytes]]:
-    """The complete lines of ``path`` after byte ``offset``, each with the offset after it."""
-    with open(path, "rb") as handle:
-        handle.seek(offset)
-        for line in handle:
-            if not line.endswith(b"\n"):
-                return  # still being written
-            offset += len(line)
+def _lines(handle: BinaryIO, start: int, end: int | None, *, final: bool) -> Iterator[tuple[int, Line]]:
+    """The lines of ``handle`` from byte ``start`` to ``end`` (None: its end), each with the offset
+    after it; a last line without newline only if ``final`` (otherwise it is still being written)."""
+    handle.seek(start)
+    splitter = LineSplitter(READ_LIMIT)
+    offset = read = start
+    while end is None or read < end:
+        chunk = handle.read(CHUNK if end is None else min(CHUNK, end - read))
+        if not chunk:
+            break
+        read += len(chunk)
+        for line in splitter.feed(chunk):
+            offset += line.size + 1
             yield offset, line
+    if final and (last := splitter.end()) is not None:
+        yield offset + last.size, last
 
 
-def choose_format(path: Path, name: str, formats: Mapping[str, Format]) -> str:
-    """The format of ``path``: ``name``, or with ``auto`` the one its first records show."""
+def _blank(line: Line) -> bool:
+    return line.whole and not line.data.strip()
+
+
+def choose_format(path: Path, name: str, formats: Mapping[str, Format], *, final: bool = False) -> str | None:
+    """The format of ``path``: ``name``, or with ``auto`` the one its first records (the lines in
+    its first ``SNIFF_BYTES``, at least one) show; None while it has no complete line that is not blank."""
     chooser = FormatChooser(name, formats)
+    seen = False
     with open(path, "rb") as handle:
-        for line in handle.read(SNIFF_BYTES).splitlines():
-            if line.strip() and chooser.feed(_record(line)):
+        for offset, line in _lines(handle, 0, None, final=final):
+            if _blank(line):
+                continue
+            seen = True
+            if chooser.feed(record_of(line)) or offset >= SNIFF_BYTES:
                 break
+    if not seen:
+        return None
     chooser.finish()
-    return chooser.chosen or "agentwatch"
+    return chooser.chosen or FALLBACK
 
 
-async def import_file(path: Path, position: _Position, endpoint: Endpoint, progress: Progress, *, final: bool) -> None:
-    """Send the lines of ``path`` after ``position`` (and the end of the conversation, if ``final``)."""
-    agent = {"name": path.stem, "kind": KINDS.get(position.format, "import"), "labels": {"imported_from": str(path)}}
-    async with open_agent(agent_id_for(path, position.format), format=position.format, agent=agent, endpoint=endpoint) as client:
-        sent = 0
-        for offset, line in _whole_lines(path, position.offset):
-            position.line += 1
-            position.offset = offset
-            if not line.strip():
-                continue
-            if 2 * position.line <= client.acked_seq:
-                progress.present += 1
-                continue
-            record = _record(line)
-            await client.send(record, ts=_timestamp(record), seq=2 * position.line)
-            sent += 1
-        if final and not position.ended:
-            ended = {"kind": "session_ended", "text": f"imported from {path}"}
-            if 2 * position.line + 1 > client.acked_seq:
-                await client.send(ended, format="agentwatch", seq=2 * position.line + 1)
-            position.ended = True
-        await client.wait_acked()
-        progress.stored += sent
+async def import_file(path: Path, handle: BinaryIO, position: _Position, size: int, endpoint: Endpoint, *, final: bool) -> _Tally:
+    """Send the lines of ``path`` (open as ``handle``) after ``position`` up to byte ``size``, and
+    the end of the conversation if ``final``, moving ``position`` on; what the daemon made of them.
+
+    ``ClientError``: the daemon cannot be reached; :class:`_Failed`: it stopped taking this file.
+    """
+    agent = {"name": _printable(path.stem), "kind": KINDS.get(position.format, "import"),
+             "labels": {"imported_from": _printable(str(path))}}
+    welcomed = False
+    try:
+        async with open_agent(position.agent_id, format=position.format, agent=agent, endpoint=endpoint) as client:
+            welcomed = True
+            tally = await _send_lines(client, path, handle, position, size, final=final)
+            await client.wait_acked()
+            tally.refused = list(client.rejected)
+    except ClientError as exc:
+        if not welcomed:
+            raise
+        raise _Failed(f"the daemon stopped taking {_printable(str(path))} ({exc}); run the import again") from None
+    except ValueError as exc:
+        raise _Failed(f"line {position.line} of {_printable(str(path))} could not be sent ({exc}); "
+                      "please report this to agentwatch's developers") from None
+    return tally
+
+
+async def _send_lines(client: AgentClient, path: Path, handle: BinaryIO, position: _Position, size: int, *, final: bool) -> _Tally:
+    """Queue the lines after ``position`` that the daemon has not acknowledged, then the end if ``final``."""
+    tally = _Tally()
+    for offset, line in _lines(handle, position.offset, size, final=final):
+        position.line += 1
+        position.offset = offset
+        if _blank(line):
+            continue
+        position.ended = False  # the conversation went on
+        if 2 * position.line <= client.acked_seq:
+            tally.present += 1
+            continue
+        record = record_of(line)
+        await client.send(record, ts=_timestamp(record), seq=2 * position.line)
+        tally.sent += 1
+    if final and not position.ended:
+        if 2 * position.line + 1 > client.acked_seq:
+            ended = {"kind": "session_ended", "text": f"imported from {_printable(str(path))}"}
+            await client.send(ended, format="agentwatch", seq=2 * position.line + 1)
+        position.ended = True
+    return tally
 
 
 async def run_import(
     paths: Sequence[Path], *, follow: bool, format: str, formats: Mapping[str, Format], state_dir: Path, endpoint: Endpoint,
     show: Callable[[Progress], None],
 ) -> Progress:
-    """Import ``paths`` once, or with ``follow`` for ever (until cancelled)."""
-    offsets = Offsets(state_dir)
-    progress = Progress()
-    unreachable: str | None = None
+    """Import ``paths`` once, or with ``follow`` for ever (until cancelled).
+
+    ``ClientError`` (without ``follow``): the daemon cannot be reached.
+    """
+    importer = _Importer(Offsets(state_dir), endpoint, format, formats)
+    unreachable = False
     while True:
-        files = files_under(paths)
-        progress.files, progress.done = len(files), 0
         try:
-            for path in files:
-                await _one(path, offsets, endpoint, progress, format, formats)
-                progress.done += 1
-                show(progress)
-            unreachable = None
+            await importer.run_pass(paths, show)
+            unreachable = False
         except ClientError as exc:
             if not follow:
                 raise
-            if unreachable is None:  # say it once, then keep trying
+            if not unreachable:  # say it once, then keep trying
                 print(f"agentwatch: {exc}; retrying every {POLL:g}s", file=sys.stderr)
-            unreachable = str(exc)
+            unreachable = True
         finally:
-            offsets.save()
+            importer.save()
         if not follow:
-            return progress
+            return importer.progress
         await trio.sleep(POLL)
 
 
-async def _one(path: Path, offsets: Offsets, endpoint: Endpoint, progress: Progress, format: str, formats: Mapping[str, Format]) -> None:
-    """Import what is new in ``path``; a file that cannot be read is reported and skipped."""
-    try:
-        stat = path.stat()
+class _Importer:
+    """Imports files, keeping their positions in ``offsets`` and what was done in ``progress``."""
+
+    def __init__(self, offsets: Offsets, endpoint: Endpoint, format: str, formats: Mapping[str, Format]) -> None:
+        self.offsets = offsets
+        self.progress = Progress()
+        self._endpoint = endpoint
+        self._format = format
+        self._formats = formats
+        self._counted: set[str] = set()  # files whose lines read earlier are in progress.present
+        self._said: dict[str, str] = {}  # the error last said for each file (said again only if it changes)
+
+    async def run_pass(self, paths: Sequence[Path], show: Callable[[Progress], None]) -> None:
+        """Import what is new in every file of ``paths``."""
+        self.progress.failed = []
+        files = files_under(paths, lambda path, exc: self._fail(str(path), f"cannot list {_printable(str(path))} "
+                                                                f"({exc.strerror or exc}); check its permissions and run the import again"))
+        self.progress.files, self.progress.done = len(files), 0
+        for path in files:
+            await self._one(path)
+            self.progress.done += 1
+            show(self.progress)
+
+    def save(self) -> None:
+        """Keep the positions; a failure to is said once (a later import reads the files again)."""
+        try:
+            self.offsets.save()
+        except OSError as exc:
+            self._fail(str(self.offsets.path), f"cannot write {self.offsets.path} ({exc.strerror or exc}); the next import "
+                       "reads again what this one read, and the daemon stores none of it twice", failed=False)
+
+    async def _one(self, path: Path) -> None:
+        """Import what is new in ``path``; an error of this file alone is said, and the import goes on."""
         key = str(path.resolve())
-        saved = offsets.positions.get(key)
-        if saved is None or saved.inode != stat.st_ino or saved.offset > stat.st_size:
-            position = _Position(stat.st_ino, 0, 0, choose_format(path, format, formats))
+        try:
+            with open(path, "rb") as handle:
+                stat = os.fstat(handle.fileno())
+                idle = time.time() - stat.st_mtime >= ENDED_AFTER
+                position = self._position(path, key, stat, idle)
+                if position is None or (stat.st_size == position.offset and (position.ended or not idle)):
+                    return  # nothing (complete) yet, or nothing new
+                tally = await import_file(path, handle, position, stat.st_size, self._endpoint, final=idle)
+        except OSError as exc:
+            self._fail(key, f"cannot read {_printable(str(path))} ({exc.strerror or exc}); check that it is readable "
+                       "and run the import again")
+        except _Failed as exc:
+            self._fail(key, str(exc))
         else:
-            position = dataclasses.replace(saved)  # moves on only once the daemon has it all
-        idle = time.time() - stat.st_mtime >= ENDED_AFTER
-        if stat.st_size == position.offset and (position.ended or not idle):
-            return  # nothing new
-        await import_file(path, position, endpoint, progress, final=idle)
-        offsets.positions[key] = position
-    except OSError as exc:
-        progress.failed.append(f"{path}: {exc.strerror or exc}")
-        print(f"agentwatch: cannot import {path}: {exc.strerror or exc}", file=sys.stderr)
+            self._took(key, path, position, tally)
+
+    def _took(self, key: str, path: Path, position: _Position, tally: _Tally) -> None:
+        """Keep where the import of ``path`` got to, and count what the daemon made of it."""
+        position.records += tally.present + tally.stored
+        self.offsets.positions[key] = position
+        self.progress.stored += tally.stored
+        self.progress.present += tally.present
+        self.progress.refused += len(tally.refused)
+        if tally.refused:
+            first = tally.refused[0]
+            where = f"line {first.seq // 2}" if first.seq % 2 == 0 else "the session_ended"
+            self._fail(key, f"the daemon refused {len(tally.refused)} records of {_printable(str(path))} for good "
+                       f"({where}: {first.code}: {first.message}); they are not stored, and its log says why")
+        else:
+            self._said.pop(key, None)
+
+    def _position(self, path: Path, key: str, stat: os.stat_result, idle: bool) -> _Position | None:
+        """Where to go on reading ``path`` (a copy); None while it has no complete line to choose a format by."""
+        saved = self.offsets.positions.get(key)
+        first = key not in self._counted
+        self._counted.add(key)
+        if saved is not None:
+            saved = dataclasses.replace(saved, agent_id=saved.agent_id or agent_id_for(path, saved.format))
+            if saved.inode == stat.st_ino and saved.offset <= stat.st_size:
+                self.progress.present += saved.records if first else 0
+                return saved
+        format = choose_format(path, self._format, self._formats, final=idle)
+        if format is None:
+            return None
+        agent_id = saved.agent_id if saved is not None else self._new_id(Path(key), format)  # a file replaced keeps its id
+        return _Position(stat.st_ino, 0, 0, format, agent_id=agent_id)
+
+    def _new_id(self, resolved: Path, format: str) -> str:
+        """The id of a file imported for the first time (see the module's docstring)."""
+        parent = subagent_parent(resolved)
+        if parent is not None:
+            agent_id = f"{self._parent_id(parent.resolve())}:{_id_text(resolved.stem)}"
+            if len(agent_id) <= MAX_ID:
+                return agent_id
+        return file_agent_id(resolved, format)
+
+    def _parent_id(self, parent: Path) -> str:
+        """The id the transcript at ``parent`` has, or will get when it is imported."""
+        saved = self.offsets.positions.get(str(parent))
+        if saved is not None:
+            return saved.agent_id or agent_id_for(parent, saved.format)
+        try:
+            format = choose_format(parent, self._format, self._formats) if parent.is_file() else None
+        except OSError:
+            format = None
+        return file_agent_id(parent, format or "claude-transcript")
+
+    def _fail(self, key: str, sentence: str, *, failed: bool = True) -> None:
+        """Say ``sentence`` on stderr (once while it stays the same), and count the file as failed."""
+        if failed:
+            self.progress.failed.append(sentence)
+        if self._said.get(key) != sentence:
+            print(f"agentwatch import: {sentence}", file=sys.stderr)
+            self._said[key] = sentence
