@@ -246,6 +246,28 @@ def test_a_link_planted_at_the_backup_name_is_replaced_not_written_through(home,
     assert (backup.read_bytes(), mode(backup)) == (before, 0o600), "the settings as they were, with their mode"
 
 
+@pytest.mark.parametrize(("scope", "linked"), [("project", "settings.json"), ("local", "settings.local.json"), ("project", "")])
+def test_a_project_settings_file_linked_out_of_the_project_is_refused(home, tmp_path, scope, linked):
+    victim = home / ".bashrc"
+    victim.write_text("export PATH=$HOME/bin:$PATH\n")
+    project = tmp_path / "cloned"
+    folder = project / ".claude"
+    if linked:  # the file is a link
+        folder.mkdir(parents=True)
+        (folder / linked).symlink_to(victim)
+    else:  # .claude/ itself is a link, to a folder of the user's
+        project.mkdir()
+        folder.symlink_to(home)
+        victim = home / "settings.json"
+        victim.write_text('{"model": "opus"}\n')
+    before = victim.read_bytes()
+    done = hooks_command(home, "install", "--scope", scope, cwd=project)
+    assert done.returncode == 1
+    assert "leads outside the project" in done.stderr and "remove that link" in done.stderr
+    assert victim.read_bytes() == before
+    assert not list(home.glob("*agentwatch-backup")), "nothing written beside it either"
+
+
 def test_a_symlinked_settings_file_stays_a_link_and_its_target_gets_the_hooks(home, tmp_path):
     target = tmp_path / "dotfiles" / "claude" / "settings.json"
     before = write_settings(target, ORIGINAL)

@@ -61,6 +61,8 @@ def run_agent(config: Config, args: argparse.Namespace, formats: dict[str, Forma
 def hooks(args: argparse.Namespace) -> int:
     path = claude_settings.settings_path(args.scope, Path.home(), Path.cwd())
     try:
+        if args.scope != "user":  # the user's own links (dotfiles) are followed anywhere
+            claude_settings.check_inside(path, Path.cwd())
         before = claude_settings.read(path)
         if args.action == "install":
             try:

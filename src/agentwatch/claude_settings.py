@@ -118,6 +118,16 @@ def uninstalled(settings: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def check_inside(path: Path, project: Path) -> None:
+    """``SettingsError`` if ``path`` (or a link on the way to it) leads out of ``project``: in project
+    and local scope a cloned repository controls ``.claude/``, and a link it plants there must not
+    make ``hooks install`` rewrite a file elsewhere (``~/.bashrc``)."""
+    real, base = Path(os.path.realpath(path)), Path(os.path.realpath(project))
+    if not real.is_relative_to(base):
+        raise SettingsError(f"{path} leads outside the project, to {real}; a project's settings file must be in the project: "
+                            "remove that link (or install with --scope user), then run this again")
+
+
 def read(path: Path) -> dict[str, Any]:
     """The settings in ``path`` ({} if there is no file)."""
     try:
