@@ -18,7 +18,7 @@ import time
 import pytest
 import trio
 
-from agentwatch import daemon_file
+from agentwatch import daemon_file, outbox
 from helpers import FIXTURES, DaemonProcess, RpcError, fixture_records, running_daemon, stored, watcher
 
 CODEX = "codex-exec-json/agentcmd__stream-output-2.jsonl"
@@ -557,3 +557,33 @@ async def test_a_second_run_with_the_same_agent_id_waits_before_starting_its_age
                     proc.kill()
         events = await stored(d, "twice")
     assert [e["data"] for e in events] == fixture_records(CODEX) + [ended(0), "second", ended(0)]
+
+
+async def test_a_reader_that_goes_away_stops_the_echo_not_the_recording(state_dir):
+    """``agentwatch run ... | head -1`` used to end in a BrokenPipeError traceback, the agent unrecorded."""
+    prints = "import sys\nfor n in range(20000): print(f'line {n}', flush=n % 1000 == 0)"
+    async with running_daemon(state_dir) as d:
+        with killed_if_running(subprocess.Popen(agentwatch("run", "--agent-id", "headed", "--", sys.executable, "-c", prints),
+                                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                                env=environment(state_dir))) as proc:
+            assert proc.stdout.readline() == b"line 0\n"
+            proc.stdout.close()  # as head does after its line
+            assert await exited(proc) == 0
+            stderr = proc.stderr.read()
+        events = await stored(d, "headed")
+    assert stderr == b"", "nothing to report: the reader chose to stop"
+    assert [e["data"] for e in events] == [f"line {n}" for n in range(20000)] + [ended(0)]
+
+
+async def test_ctrl_c_while_waiting_for_the_outbox_says_so_and_starts_nothing(state_dir, tmp_path):
+    started = tmp_path / "started"
+    err = tmp_path / "err"
+    with outbox.locked(state_dir, "busy"), err.open("wb") as errors, killed_if_running(subprocess.Popen(
+            agentwatch("run", "--agent-id", "busy", "--", sys.executable, "-c", f"open({str(started)!r}, 'w')"),
+            stdin=subprocess.DEVNULL, stderr=errors, env=environment(state_dir))) as proc:
+        await until(lambda: b"waiting for another process" in err.read_bytes(), "the run to say it waits")
+        proc.send_signal(signal.SIGINT)
+        assert await exited(proc) == 128 + signal.SIGINT
+    assert err.read_bytes().splitlines()[-1] == b"agentwatch: stopped while waiting; the agent was not started"
+    assert b"Traceback" not in err.read_bytes()
+    assert not started.exists()

@@ -184,7 +184,13 @@ def _own_outbox(state_dir: Path, agent_id: str) -> Iterator[Outbox]:
             yield box
             return
     print(f"agentwatch: waiting for another process to finish with the outbox of {agent_id}", file=sys.stderr)
-    with outbox.locked(state_dir, agent_id) as box:
+    waited = contextlib.ExitStack()
+    try:
+        box = waited.enter_context(outbox.locked(state_dir, agent_id))
+    except KeyboardInterrupt:  # Ctrl-C while waiting
+        print("agentwatch: stopped while waiting; the agent was not started", file=sys.stderr)
+        raise SystemExit(128 + signal.SIGINT) from None
+    with waited:
         yield box
 
 
@@ -196,12 +202,17 @@ def _hello(format: str | None, program: str, host: str, pid: int) -> dict[str, A
 
 def _lines(fd: int, echo: BinaryIO | None) -> Iterator[Line]:
     """The lines read from ``fd``, in time linear in their size (see :class:`LineSplitter`),
-    echoing every byte to ``echo`` as it comes."""
+    echoing every byte to ``echo`` as it comes, until its reader goes away (``| head``): then the
+    agent is still recorded whole, as ``--quiet`` would."""
     splitter = LineSplitter()
     while chunk := os.read(fd, CHUNK):
         if echo is not None:
-            echo.write(chunk)
-            echo.flush()
+            try:
+                echo.write(chunk)
+                echo.flush()
+            except BrokenPipeError:
+                os.dup2(os.open(os.devnull, os.O_WRONLY), echo.fileno())  # what is still buffered goes nowhere, quietly
+                echo = None
         yield from splitter.feed(chunk)
     if (last := splitter.end()) is not None:
         yield last
