@@ -83,9 +83,10 @@ def test_a_record_cut_again_keeps_its_first_sizes():
     assert twice[MARKER] == {"bytes": size(to_json(record)), "fields": {"text": 500_002}, "more": 0}
 
 
-def test_nan_is_not_json_and_says_so():
+@pytest.mark.parametrize("record", [{"cost": float("nan")}, {"tags": {"a"}}, {"raw": b"x"}], ids=["NaN", "set", "bytes"])
+def test_a_record_that_is_not_json_is_a_value_error(record):
     with pytest.raises(ValueError):
-        fitted({"cost": float("nan")}, LIMIT)
+        fitted(record, LIMIT)
 
 
 def test_the_limit_never_goes_below_the_room_of_one_record():

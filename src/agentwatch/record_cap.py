@@ -38,8 +38,12 @@ ELLIPSIS = "…"
 
 
 def to_json(data: Any) -> str:
-    """``data`` as compact JSON text meant for UTF-8; with ASCII escapes if it holds a lone surrogate."""
-    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    """``data`` as compact JSON text meant for UTF-8; with ASCII escapes if it holds a lone
+    surrogate. ``ValueError`` if it is not JSON (NaN, a set, bytes)."""
+    try:
+        text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except TypeError as exc:
+        raise ValueError(f"a record must be JSON: {exc}") from None
     try:
         text.encode()
     except UnicodeEncodeError:
