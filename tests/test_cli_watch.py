@@ -156,3 +156,28 @@ async def wait_for_subscription(state_dir):
         async with open_watch(endpoint) as watch:
             while (await watch.call("status"))["subscriptions"] == 0:
                 await trio.sleep(0.02)
+
+
+async def test_events_reads_a_page_of_records_cut_to_the_frame_limit(state_dir):
+    """A page of two records cut to about 1 MiB each used to pass the client's 1 MiB message limit: close 1009."""
+    big = [{"type": "user", "n": n, "text": "a" * 1_500_000} for n in range(3)]
+    async with running_daemon(state_dir, QUIET):
+        endpoint = find_daemon(load_config(Overrides(state_dir=state_dir), {}), {})
+        async with open_agent("big-1", agent={"name": "big"}, endpoint=endpoint) as a:
+            for record in big:
+                await a.send(record)
+        done = await command(state_dir, "events", "--agent", "big-1", "--json")
+    assert done.returncode == 0, done.stderr
+    events = json.loads(done.stdout)["events"]
+    assert [e["data"]["n"] for e in events] == [0, 1, 2]
+    assert all(e["data"]["agentwatch_truncated"]["fields"] == {"text": 1_500_002} for e in events)
+
+
+async def test_a_lone_surrogate_in_a_record_prints_as_a_question_mark(state_dir):
+    async with running_daemon(state_dir, QUIET):
+        endpoint = find_daemon(load_config(Overrides(state_dir=state_dir), {}), {})
+        async with open_agent("odd-1", endpoint=endpoint) as a:
+            await a.send({"kind": "output", "text": "half \ud800 of a pair"})
+        done = await command(state_dir, "events", "--agent", "odd-1")
+    assert done.returncode == 0, done.stderr
+    assert "half ? of a pair" in done.stdout.decode()

@@ -37,7 +37,8 @@ class Output:
         self._formats = formats
 
     def print(self, text: str) -> None:
-        print(text, file=self.stream, flush=True)
+        """``text`` and a newline; a lone surrogate (a record may hold one) prints as "?"."""
+        print(text.encode("utf-8", "replace").decode(), file=self.stream, flush=True)
 
     def document(self, value: Any) -> None:
         """One JSON document (or one line of a JSON lines stream)."""

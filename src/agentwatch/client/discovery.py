@@ -23,6 +23,9 @@ from agentwatch.locate import ClientError, DaemonNotRunning, Endpoint, bearer, r
 
 CONNECT_TIMEOUT = 10.0
 CLOSE_TIMEOUT = 5.0
+#: The largest message a client takes: a page of events.list stops growing past 8 MiB, plus the
+#: event that passed it (trio-websocket's default of 1 MiB refused a page of two cut records).
+MAX_MESSAGE_BYTES = 64 << 20
 
 def find_daemon(config: Config | None = None, environ: Mapping[str, str] | None = None) -> Endpoint:
     """The endpoint of the daemon that ``config`` (default: loaded from ``environ``) describes."""
@@ -55,7 +58,8 @@ async def _websocket(endpoint: Endpoint, path: str) -> AsyncIterator[WebSocketCo
             with trio.fail_after(CONNECT_TIMEOUT):
                 stream = await _connect(endpoint.address)
                 ws = await wrap_client_stream(
-                    nursery, stream, _host(endpoint.address), path, extra_headers=list(endpoint.headers)
+                    nursery, stream, _host(endpoint.address), path, extra_headers=list(endpoint.headers),
+                    max_message_size=MAX_MESSAGE_BYTES,
                 )
         except trio.TooSlowError:
             raise ClientError(f"the daemon at {endpoint} did not answer within {CONNECT_TIMEOUT:g}s") from None
