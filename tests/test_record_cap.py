@@ -61,12 +61,42 @@ def test_nesting_deeper_than_the_limit_is_cut_and_noted():
     assert list(cut[MARKER]["fields"]) == ["a" + ".a" * (MAX_DEPTH - 1)]
 
 
-def test_when_strings_are_not_enough_other_top_level_fields_go():
-    record = {"type": "assistant", "uuid": "u1"} | {f"k{n}": list(range(200)) for n in range(100)}
-    cut = json.loads(fitted(record, 16 << 10))
-    assert cut["type"] == "assistant" and cut["uuid"] == "u1"
-    assert not any(key.startswith("k") for key in cut)
-    assert cut[MARKER]["more"] == 100 - 16 and len(cut[MARKER]["fields"]) == 16
+def test_a_long_list_of_short_strings_keeps_its_head_and_the_small_fields_beside_it():
+    """A Glob's 60 000 file names used to be cut to 32 characters each, then dropped with all of
+    tool_response and tool_input: 698 bytes of 3.5 MB were left."""
+    names = [f"src/module_{n:05d}/component_{n:05d}_implementation.py" for n in range(60_000)]
+    record = {"hook_event_name": "PostToolUse", "tool_name": "Glob", "tool_input": {"pattern": "**/*"},
+              "tool_response": {"filenames": names, "numFiles": 60_000, "truncated": False}}
+    text = fitted(record, 1 << 20)
+    cut = json.loads(text)
+    assert size(text) > 900_000, "it keeps about as much as fits"
+    assert cut["tool_input"] == {"pattern": "**/*"}
+    assert cut["tool_response"]["numFiles"] == 60_000 and cut["tool_response"]["truncated"] is False
+    kept = cut["tool_response"]["filenames"]
+    assert kept == names[: len(kept)] and len(kept) > 10_000, "whole names, from the first"
+    assert list(cut[MARKER]["fields"]) == ["tool_response.filenames"]
+
+
+def test_strings_stay_whole_when_a_list_can_give_the_bytes():
+    record = {"type": "x", "tool_input": {"command": "ls"}, "stdout": "o" * 300_000, "numbers": list(range(250_000))}
+    cut = json.loads(fitted(record, 1 << 20))
+    assert cut["stdout"] == record["stdout"] and cut["tool_input"] == {"command": "ls"}
+    assert cut["numbers"] == list(range(len(cut["numbers"])))
+    assert list(cut[MARKER]["fields"]) == ["numbers"]
+
+
+def test_when_nothing_can_be_shortened_the_last_top_level_fields_go_first():
+    record = {"type": "many", "uuid": "u1"} | {f"k{n}": n for n in range(100_000)}
+    cut = json.loads(fitted(record, 64 << 10))
+    assert cut["type"] == "many" and cut["uuid"] == "u1", "still an object, with what identifies it"
+    kept = [key for key in cut if key.startswith("k")]
+    assert kept == [f"k{n}" for n in range(len(kept))] and len(kept) > 3000
+    assert cut[MARKER]["more"] + len(cut[MARKER]["fields"]) == 100_000 - len(kept)
+
+
+@pytest.mark.parametrize("record", ["x" + "[" * 200, "see [[[[ a " * 60, {"text": "{[" * 300}], ids=["brackets", "repeated", "in a field"])
+def test_brackets_in_text_are_not_nesting(record):
+    assert fitted(record, LIMIT) == to_json(record), "nothing cut, nothing marked"
 
 
 def test_a_record_that_is_not_an_object_is_cut_as_text():
