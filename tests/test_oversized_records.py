@@ -20,7 +20,7 @@ from agentwatch.client import open_agent
 from agentwatch.ingest import AgentConnection
 from agentwatch.locate import ClientError
 from agentwatch.record_cap import MARKER
-from helpers import FIXTURES, running_daemon, stored
+from helpers import FIXTURES, running_daemon, stored, watcher
 from test_client import endpoint_of
 from test_hook import hook, spooled
 
@@ -246,3 +246,24 @@ def test_a_session_end_removes_the_lock_file_too_and_a_waiting_opener_locks_a_li
             assert other is None, "the waiter holds the lock file that is at the name now"
     finally:
         waiter.wait(10)
+
+
+async def test_a_folder_name_that_is_not_utf_8_does_not_keep_the_agent_out(state_dir, tmp_path):
+    """The hello's cwd held the name's undecodable bytes as surrogates: the daemon refused every
+    hello, and the agent's events waited for good while the messages blamed a daemon that was up."""
+    folder = Path(os.fsdecode(bytes(tmp_path) + b"/caf\xe9"))
+    folder.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTWATCH_")} | {"AGENTWATCH_STATE_DIR": str(state_dir)}
+    async with running_daemon(state_dir) as d:
+        with trio.fail_after(20):
+            done = await trio.run_process([sys.executable, "-m", "agentwatch", "run", "--agent-id", "latin1", "--quiet", "--",
+                                           sys.executable, "-c", "print('hi')"], cwd=folder, env=env, capture_stderr=True, check=False)
+        await hook(state_dir, "hooked", PROMPT | {"cwd": "/home/me/caf\udce9"})
+        events = {agent_id: await stored(d, agent_id) for agent_id in ("latin1", "hooked")}
+        async with watcher(d) as w:
+            agents = {a["agent_id"]: a for a in await w.call("agents.list")}
+    assert done.returncode == 0 and done.stderr == b"", done.stderr
+    assert [e["data"] for e in events["latin1"]][0] == "hi"
+    assert agents["latin1"]["cwd"].endswith("/caf\ufffd"), agents["latin1"]["cwd"]
+    assert [e["kind"] for e in events["hooked"]] == ["prompt"]
+    assert agents["hooked"]["cwd"] == "/home/me/caf\ufffd"

@@ -78,7 +78,7 @@ class Outbox:
         with contextlib.suppress(OSError, ValueError):
             header = json.loads(self._header_path.read_text(encoding="utf-8"))
             if isinstance(header, dict):
-                self.hello = _typed(header.get("hello"), dict, {})
+                self.hello = _unicode(_typed(header.get("hello"), dict, {}))
                 self.acked = _typed(header.get("acked"), int, 0)
                 self.sent = _typed(header.get("sent"), int, self.acked)
                 self.announced = max(_typed(header.get("frame_limit"), int, DEFAULT_FRAME_LIMIT), 1)
@@ -120,7 +120,10 @@ class Outbox:
         return max(self._pending[-1][0] if self._pending else 0, self.acked, self.sent)
 
     def set_hello(self, hello: dict[str, Any]) -> None:
-        """The hello to connect with (a later flush by another process uses it too)."""
+        """The hello to connect with (a later flush by another process uses it too). A string
+        that is not valid Unicode (a folder named in Latin-1, a lone surrogate) gets U+FFFD in its
+        place: the daemon refuses such a hello, and every event would wait for good."""
+        hello = _unicode(hello)
         with self._lock:
             if hello != self.hello:
                 self.hello = hello
@@ -296,6 +299,20 @@ def _data_of(event: dict[str, Any]) -> Any:
 
 def _data_text(event: dict[str, Any]) -> str:
     return json.dumps(event["data"], ensure_ascii=False, separators=(",", ":"))
+
+
+def _unicode(value: Any) -> Any:
+    """``value`` with every string made valid Unicode."""
+    if isinstance(value, dict):
+        return {_unicode(key): _unicode(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_unicode(item) for item in value]
+    if isinstance(value, str) and not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:  # a surrogate in a Python string stands alone (or for an undecodable byte)
+            return "".join("\ufffd" if "\ud800" <= char <= "\udfff" else char for char in value)
+    return value
 
 
 def _typed(value: Any, kind: type, default: Any) -> Any:
