@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import trio
 
 from agentwatch.client import AgentClient, find_daemon, open_agent
@@ -513,3 +514,25 @@ async def test_an_unknown_format_is_a_usage_error(state_dir, tmp_path):
     done = await cli_import(state_dir, "--format", "nope", FIXTURES / "claude-transcript")
     assert done.returncode == 2
     assert done.stderr.decode().startswith("agentwatch import: unknown format 'nope'") and b"Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("how", ["replaced", "cut short and rewritten"])
+async def test_a_file_replaced_at_its_path_is_imported_after_what_was_there(state_dir, tmp_path, how):
+    """Its lines were numbered from 1 again, so the daemon took them for the old ones: lost."""
+    lines = transcript_lines()
+    path = tmp_path / "rotated.jsonl"
+    path.write_bytes(b"".join(lines[:6]))
+    aged(path)
+    async with running_daemon(state_dir) as d:
+        await import_once(state_dir, path)
+        if how == "replaced":
+            path.with_suffix(".new").write_bytes(b"".join(lines[6:9]))
+            path.with_suffix(".new").replace(path)
+        else:
+            path.write_bytes(b"".join(lines[6:8]))
+        aged(path)
+        done = await cli_import(state_dir, path)
+        events = await stored(d, hashed("claude", "rotated", path))
+    new = lines[6:9] if how == "replaced" else lines[6:8]
+    assert [e["data"] for e in events if e["kind"] != "session_ended"] == [json.loads(line) for line in lines[:6] + new]
+    assert done.stdout.decode() == f"imported 1 file: {len(new)} events stored, 0 already there\n"

@@ -82,7 +82,7 @@ class Progress:
 
     def summary(self) -> str:
         """The line ``agentwatch import`` ends with."""
-        line = f"imported {self.files} files: {self.stored} events stored, {self.present} already there"
+        line = f"imported {self.files} {'file' if self.files == 1 else 'files'}: {self.stored} events stored, {self.present} already there"
         if self.refused:
             line += f", {self.refused} refused by the daemon"
         if self.failed:
@@ -424,8 +424,11 @@ class _Importer:
         format = choose_format(path, self._format, self._formats, final=idle)
         if format is None:
             return None
-        agent_id = saved.agent_id if saved is not None else self._new_id(Path(key), format)  # a file replaced keeps its id
-        return _Position(stat.st_ino, 0, 0, format, agent_id=agent_id)
+        if saved is None:
+            return _Position(stat.st_ino, 0, 0, format, agent_id=self._new_id(Path(key), format))
+        # Replaced (or cut short): its lines are new to the daemon, numbered on after the old ones
+        # (numbered from 1 again, they would be taken for those and skipped). The agent stays.
+        return _Position(stat.st_ino, 0, saved.line + saved.ended, format, agent_id=saved.agent_id, records=saved.records)
 
     def _new_id(self, resolved: Path, format: str) -> str:
         """The id of a file imported for the first time (see the module's docstring)."""
