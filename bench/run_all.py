@@ -187,6 +187,10 @@ def relay_lines_rows(r: dict[str, Any]) -> list[Row]:
             for size in r["sizes"]]  # fmt: skip
     rows.append(Row(f"R2 agentwatch run time per MiB of a line, {last['mib']} over {first['mib']} MiB", f"<= {r['goal_growth']:g}",
                     f"{last['relay_ms_per_mib']:.2f} ms/MiB", f"{first['relay_ms_per_mib']:.2f} ms/MiB", r["growth"], r["verdict"]))
+    short = r["short_lines"]
+    rows.append(Row(f"R3 agentwatch run --quiet, {short['lines']} short lines (no daemon: the outbox), vs cat", "-",
+                    f"{short['relay_s']:.3f} s ({short['lines_per_s']} lines/s)", f"{short['cat_s']:.3f} s (cat piped to cat)",
+                    round(short["relay_s"] / short["cat_s"], 1), "info"))
     return rows
 
 

@@ -313,3 +313,14 @@ async def test_an_agent_id_that_is_not_valid_writes_nothing_and_exits_0(tmp_path
     assert (done.returncode, done.stdout) == (0, b""), "a hook never fails Claude Code"
     assert done.stderr.startswith(b"agentwatch hook: agent id ") and b"is not valid: use " in done.stderr
     assert list(tmp_path.rglob("*")) == [], "nothing written anywhere"
+
+
+async def test_stdin_that_never_ends_is_cut_and_the_hook_still_ends(state_dir):
+    """``agentwatch hook < /dev/zero`` used to read for ever."""
+    async with running_daemon(state_dir) as d:
+        with trio.fail_after(30), open("/dev/zero", "rb") as zeros:
+            done = await trio.run_process([sys.executable, "-m", "agentwatch", "hook"], stdin=zeros,
+                                          env=environ(state_dir, "endless"), capture_stdout=True, capture_stderr=True, check=False)
+        [event] = await stored(d, "endless")
+    assert (done.returncode, done.stderr) == (0, b"")
+    assert event["kind"] == "raw" and event["data"].endswith(f"[cut by agentwatch: {1 << 30} bytes in all]")

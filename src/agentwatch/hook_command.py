@@ -31,6 +31,7 @@ from agentwatch.record_lines import READ_LIMIT, Line, record_of
 FORMAT = "claude-hook"
 TIMEOUT = 2.0  # seconds for any one wait on the daemon
 FLUSH_BUDGET = 1.0  # seconds spent, after a delivery, on outboxes other agents left behind
+READ_AT_MOST = 1 << 30  # bytes of stdin read before the payload is taken as it is
 
 
 def main(environ: Mapping[str, str] | None = None) -> int:
@@ -44,10 +45,11 @@ def main(environ: Mapping[str, str] | None = None) -> int:
 
 
 def _read_payload(stream: BinaryIO) -> Line:
-    """The payload on ``stream``: whole up to ``READ_LIMIT`` bytes, else its head (the rest is read and counted)."""
+    """The payload on ``stream``: whole up to ``READ_LIMIT`` bytes, else its head (the rest is
+    read and counted, up to ``READ_AT_MOST``: a stream that never ends is not waited for)."""
     head = stream.read(READ_LIMIT)
     size = len(head)
-    while chunk := stream.read(1 << 20):
+    while size < READ_AT_MOST and (chunk := stream.read(1 << 20)):
         size += len(chunk)
     return Line(head, size)
 

@@ -150,9 +150,12 @@ def run(command: Sequence[str], *, agent_id: str | None, chooser: FormatChooser,
                 sender.wake()
 
         assert child.stdout is not None
-        for line in _lines(child.stdout.fileno(), None if quiet else sys.stdout.buffer):
-            if line.data and not line.data.isspace():  # not strip(): no copy of a long line
-                record(chooser.feed(record_of(line)))
+        for lines in _lines(child.stdout.fileno(), None if quiet else sys.stdout.buffer):
+            ready: list[tuple[Any, str]] = []  # one outbox write (and fsync, the daemon down) for a read's lines
+            for line in lines:
+                if line.data and not line.data.isspace():  # not strip(): no copy of a long line
+                    ready.extend(chooser.feed(record_of(line)))
+            record(ready)
         record(chooser.finish())
         status = child.wait()
         code = 128 - status if status < 0 else status
@@ -200,10 +203,10 @@ def _hello(format: str | None, program: str, host: str, pid: int) -> dict[str, A
     return {"format": format or "agentwatch", "agent": {"name": program, "kind": kind, "cwd": os.getcwd(), "host": host, "pid": pid}}
 
 
-def _lines(fd: int, echo: BinaryIO | None) -> Iterator[Line]:
-    """The lines read from ``fd``, in time linear in their size (see :class:`LineSplitter`),
-    echoing every byte to ``echo`` as it comes, until its reader goes away (``| head``): then the
-    agent is still recorded whole, as ``--quiet`` would."""
+def _lines(fd: int, echo: BinaryIO | None) -> Iterator[list[Line]]:
+    """The lines read from ``fd``, those each read completes together, in time linear in their
+    size (see :class:`LineSplitter`), echoing every byte to ``echo`` as it comes, until its reader
+    goes away (``| head``): then the agent is still recorded whole, as ``--quiet`` would."""
     splitter = LineSplitter()
     while chunk := os.read(fd, CHUNK):
         if echo is not None:
@@ -213,9 +216,10 @@ def _lines(fd: int, echo: BinaryIO | None) -> Iterator[Line]:
             except BrokenPipeError:
                 os.dup2(os.open(os.devnull, os.O_WRONLY), echo.fileno())  # what is still buffered goes nowhere, quietly
                 echo = None
-        yield from splitter.feed(chunk)
+        if lines := list(splitter.feed(chunk)):
+            yield lines
     if (last := splitter.end()) is not None:
-        yield last
+        yield [last]
 
 
 class SignalRelay:
