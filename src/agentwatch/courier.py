@@ -24,6 +24,7 @@ FRAME_BYTES = 256 << 10  # ... and bytes: well under the daemon's default frame 
 PROTOCOL = 1
 CLOSE_TOO_BIG = 1009
 RESENDS = 12  # connections one delivery may take while the outbox puts refusals right
+CLOSE_READ_TIMEOUT = 0.5  # seconds to read a close frame after a write failed
 
 #: Error codes after which the events are kept and sent again later.
 RETRY_CODES = frozenset({"storage_unavailable", "rate_limited", "internal"})
@@ -35,7 +36,7 @@ class Undelivered(ClientError):
 
 class Resend(Undelivered):
     """The daemon refused a frame, and the outbox was put right (an event cut smaller, sent alone,
-    or dropped): a new connection can deliver the rest now."""
+    or dropped), or the connection broke mid-delivery: a new connection can deliver the rest now."""
 
 
 class Courier:
@@ -82,13 +83,15 @@ class Courier:
                 if last <= self.box.singly:
                     self._await(last, deadline)
             self._await(self._sent, deadline)
-        except rawws.Closed as exc:
-            if exc.code == CLOSE_TOO_BIG and self._in_flight:
+        except (OSError, rawws.Closed) as exc:
+            # A write after the daemon closed fails before its close frame is read: read it now.
+            closed = exc if isinstance(exc, rawws.Closed) else self._close_frame()
+            if closed is not None and closed.code == CLOSE_TOO_BIG and self._in_flight:
                 self.box.too_big(max(size for _, size in self._in_flight))
-                raise Resend(f"the daemon found a frame too big ({exc}); its events go again, cut smaller") from None
+                raise Resend(f"the daemon found a frame too big ({closed}); its events go again, cut smaller") from None
             self.box.hold()
-            raise Undelivered(f"delivery to the daemon broke off: {exc}") from None
-        except (OSError, ValueError, rawws.ProtocolError) as exc:
+            raise Resend(f"delivery to the daemon broke off: {exc}") from None
+        except (ValueError, rawws.ProtocolError) as exc:
             self.box.hold()
             raise Undelivered(f"delivery to the daemon broke off: {exc}") from None
 
@@ -103,6 +106,17 @@ class Courier:
     def close(self) -> None:
         """Close the connection normally."""
         self._ws.close()
+
+    def _close_frame(self) -> rawws.Closed | None:
+        """The close the daemon sent, if it can still be read (the acks before it are taken)."""
+        try:
+            self._ws.set_timeout(CLOSE_READ_TIMEOUT)
+            while True:
+                self._take(json.loads(self._ws.receive_text()))
+        except rawws.Closed as closed:
+            return closed
+        except (OSError, ValueError, rawws.ProtocolError):
+            return None
 
     def _await(self, seq: int, deadline: float) -> None:
         """Take acks until ``seq`` is acknowledged, for up to ``deadline``."""
@@ -153,8 +167,9 @@ def _frames(pending: list[tuple[int, str]], limit: int, singly: int) -> list[tup
 
 
 def deliver(box: Outbox, endpoint: Endpoint, timeout: float) -> None:
-    """Deliver ``box`` over as many connections as putting refusals right takes (at most
-    ``RESENDS``); :class:`Undelivered` if the daemon did not take everything."""
+    """Deliver ``box`` over as many connections as putting refusals right, or connections that
+    broke mid-delivery, take (at most ``RESENDS``; a daemon that is gone fails the next connect at
+    once); :class:`Undelivered` if the daemon did not take everything."""
     for attempt in range(1, RESENDS + 1):
         courier = Courier(box, endpoint, timeout)
         try:
