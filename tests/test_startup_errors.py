@@ -78,8 +78,10 @@ def filled(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def damaged(filled: Path, tmp_path: Path, table: str | None) -> Path:
-    """A copy of ``filled`` with 1000 bytes of ``table``'s root page overwritten (None: the first page,
-    after the file header): its schema still opens, reading that table fails."""
+    """A copy of ``filled`` with the first 1000 bytes of ``table``'s root page overwritten, its b-tree
+    page header included (None: the first page, after the file header): its schema still opens,
+    reading that table fails. Past the header alone, SQLite masks a wild cell pointer into the page
+    and a read could still succeed."""
     state = tmp_path / "state"
     shutil.copytree(filled, state)
     db = state / "agentwatch.db"
@@ -87,7 +89,7 @@ def damaged(filled: Path, tmp_path: Path, table: str | None) -> Path:
         page_size = conn.execute("PRAGMA page_size").fetchone()[0]
         page = conn.execute("SELECT rootpage FROM sqlite_schema WHERE name = ?", (table,)).fetchone()[0] if table else 1
     with db.open("r+b") as file:
-        file.seek((page - 1) * page_size + (100 if page == 1 else 0) + 8)  # past the page header's first bytes
+        file.seek((page - 1) * page_size + (100 if page == 1 else 0))  # its first byte says what kind of page
         file.write(b"\xff" * 1000)
     return state
 
