@@ -1,4 +1,5 @@
 import os
+import signal
 
 import pytest
 import trio.testing
@@ -6,6 +7,12 @@ import trio.testing
 from agentwatch.logs import configure_logging
 from disk_shim import ShimDisk
 from helpers import STARTED
+
+# A shell's background job (`pytest &`, a CI runner's) starts with SIGINT ignored, and every process
+# the tests start would inherit that: a test's Ctrl-C (SIGINT) would do nothing, and it would wait
+# forever. A handler of our own is not inherited: children start with the default, as at a terminal.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # The daemon's own handler writes nowhere; pytest's capture handler still records every
 # line, and shows them when a test fails.
@@ -45,3 +52,4 @@ def no_daemon_outlives_its_test():
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections import deque
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 from trio_websocket import WebSocketConnection, open_websocket_url
 
@@ -291,3 +293,14 @@ async def stream_all(d: Running, agent_id: str, fmt: str, records: list[Any]) ->
             chunk = records[start : start + 100]
             await a.send({"type": "events", "events": [{"seq": start + i + 1, "data": r} for i, r in enumerate(chunk)]})
         await a.until_ack(len(records))
+
+
+def required_tool(name: str, package: str) -> str:
+    """The path of the program ``name``. Where it is not installed the test is skipped, except when
+    ``AGENTWATCH_TEST_REQUIRE`` names it (CI does: a skip must not pass for a test that ran)."""
+    path = shutil.which(name)
+    if path is None:
+        if name in os.environ.get("AGENTWATCH_TEST_REQUIRE", "").split(","):
+            pytest.fail(f"{name} is not installed, and AGENTWATCH_TEST_REQUIRE says it must be (apt-get install {package})")
+        pytest.skip(f"{name} is not installed (apt-get install {package}); CI installs it")
+    return path

@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import trio
@@ -19,11 +20,16 @@ RECORDING = "claude-stream-json/terragon-oss__claude-json-bash-test.DERIVED.ndjs
 COMMANDS = [["status"], ["agents"], ["sessions"], ["events", "--agent", "claude-1"], ["attention"], ["tail"]]
 
 
+AGENTWATCH = Path(sys.executable).parent / "agentwatch"  # the command the set-up installs
+
+
 def command(state_dir, *args, env=None):
-    """``agentwatch ARGS`` in a clean environment (plus ``env``), aimed at ``state_dir``; the finished process."""
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("AGENTWATCH_") and k != "NO_COLOR"}
+    """``agentwatch ARGS`` (the installed command, not on PATH: as after the README's set-up) in a
+    clean environment (plus ``env``), aimed at ``state_dir``; the finished process."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("AGENTWATCH_") and k not in ("NO_COLOR", "COLUMNS")}
+    environ["PATH"] = os.pathsep.join(p for p in environ.get("PATH", "").split(os.pathsep) if Path(p) != AGENTWATCH.parent)
     return trio.run_process(
-        [sys.executable, "-m", "agentwatch", *args, "--state-dir", str(state_dir)],
+        [str(AGENTWATCH), *args, "--state-dir", str(state_dir)],
         env={**environ, **(env or {})}, capture_stdout=True, capture_stderr=True, check=False,
     )
 
@@ -119,7 +125,19 @@ async def test_with_no_daemon_every_command_says_so_in_one_sentence(tmp_path, ar
     message = done.stderr.decode()
     assert done.returncode == 3 and done.stdout == b""
     assert message.startswith(f"agentwatch: the daemon is not running: nothing answers at 127.0.0.1:{port}")
-    assert message.rstrip().endswith("Start it with: agentwatch serve") and message.count("\n") == 1
+    assert message.rstrip().endswith(f"Start it with: {AGENTWATCH} serve") and message.count("\n") == 1, (
+        "agentwatch is not on PATH: the hint names the command that works"
+    )
+
+
+async def test_the_hint_says_agentwatch_when_that_is_on_path(tmp_path):
+    (tmp_path / "token").write_text("a-token\n")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    on_path = f"{AGENTWATCH.parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    done = await command(tmp_path, "status", env={"AGENTWATCH_SERVER_LISTEN": f"127.0.0.1:{port}", "PATH": on_path})
+    assert done.stderr.decode().rstrip().endswith("Start it with: agentwatch serve")
 
 
 def partial_process(argv, environ):
@@ -181,3 +199,29 @@ async def test_a_lone_surrogate_in_a_record_prints_as_a_question_mark(state_dir)
         done = await command(state_dir, "events", "--agent", "odd-1")
     assert done.returncode == 0, done.stderr
     assert "half ? of a pair" in done.stdout.decode()
+
+
+@pytest.mark.parametrize(("args", "usage", "said"), [
+    (["status", "--bogus"], "usage: agentwatch status", "unrecognized arguments: --bogus"),
+    (["tail", "--agnet", "x"], "usage: agentwatch tail", "unrecognized arguments: --agnet x (did you mean --agent?)"),
+    (["hooks", "install", "--scoop", "user"], "usage: agentwatch hooks install", "(did you mean --scope?)"),
+    (["attention", "--wacth"], "usage: agentwatch attention", "(did you mean --watch?)"),
+])
+async def test_a_flag_typo_shows_the_usage_of_the_command_it_was_made_in(tmp_path, args, usage, said):
+    """It showed the top-level usage (``agentwatch [-h] [--version] COMMAND ...``)."""
+    done = await command(tmp_path, *args)
+    message = done.stderr.decode()
+    assert done.returncode == 2 and done.stdout == b""
+    assert message.startswith(usage) and said in message, message
+
+
+async def test_an_unknown_agent_is_named_with_the_command_that_lists_them(state_dir):
+    """``events --agent nosuch`` pointed to "agents.list", the method's name, not a command."""
+    async with running_daemon(state_dir, QUIET):
+        await replay(state_dir)
+        typo = await command(state_dir, "events", "--agent", "claude-2")
+        nosuch = await command(state_dir, "sessions", "--agent", "nosuch")
+    assert typo.returncode == 1 and typo.stderr.decode() == (
+        f"agentwatch: no agent 'claude-2' is known; did you mean claude-1? `{AGENTWATCH} agents` lists them\n"
+    )
+    assert nosuch.returncode == 1 and nosuch.stderr.decode() == f"agentwatch: no agent 'nosuch' is known; `{AGENTWATCH} agents` lists them\n"

@@ -184,8 +184,8 @@ async def test_importing_again_stores_nothing_twice_even_without_the_offsets_fil
         after = await everything(d, agent_ids)
     assert first.returncode == 0, first.stderr
     assert first.stdout.decode() == f"imported 3 files: {total} events stored, 0 already there\n"
-    assert again.stdout.decode() == f"imported 3 files: 0 events stored, {total} already there\n", "the offsets say they were read"
-    assert forgotten.stdout.decode() == f"imported 3 files: 0 events stored, {total} already there\n", "the daemon says it has them"
+    assert again.stdout.decode() == f"nothing new in 3 files: all {total} events were already there\n", "the offsets say they were read"
+    assert forgotten.stdout.decode() == f"nothing new in 3 files: all {total} events were already there\n", "the daemon says it has them"
     assert again.returncode == forgotten.returncode == 0
     assert again.stderr == forgotten.stderr == b""
     assert mode == 0o600, "import-offsets.json names the user's files: written private, whole (safe_write)"

@@ -42,11 +42,10 @@ async def test_every_line_is_json_with_the_schema_fields_and_no_token(tmp_path):
         assert {"timestamp", "level", "event", "logger"} <= line.keys(), line
         assert line["timestamp"].endswith("Z")
     events = [line["event"] for line in lines]
-    for expected in ("store_opened", "ready", "agent_connected", "agent_disconnected", "handshake_rejected",
-                     "watch_connected", "signal", "draining", "stopped"):
+    for expected in ("store_opened", "ready", "handshake_rejected", "signal", "draining", "stopped"):
         assert expected in events
-    connected = next(line for line in lines if line["event"] == "agent_connected")
-    assert connected["agent_id"] == "logged-agent" and isinstance(connected["conn_id"], int)
+    routine = {"agent_connected", "agent_disconnected", "watch_connected", "watch_disconnected"}
+    assert not routine & set(events), "a connection is routine (every hook and CLI call makes one): debug"
     assert len(lines) < 25, "no line per event at INFO (50 events were sent)"
     assert "secret-ish" not in text, "no record payload at INFO"
 
@@ -56,6 +55,10 @@ async def test_library_records_go_through_the_same_json_chain(tmp_path):
     await drive(daemon)
     lines = [json.loads(line) for line in daemon.log_path.read_text().splitlines()]
     assert any(line["logger"] == "trio-websocket" for line in lines)
+    events = [line["event"] for line in lines]
+    assert {"agent_connected", "agent_disconnected", "watch_connected", "watch_disconnected"} <= set(events)
+    connected = next(line for line in lines if line["event"] == "agent_connected")
+    assert connected["agent_id"] == "logged-agent" and isinstance(connected["conn_id"], int)
 
 
 def test_exceptions_are_structured_and_carry_no_locals():

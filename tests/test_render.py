@@ -14,19 +14,24 @@ import pytest
 from agentwatch.model import Format, Normalized, iso_ms
 from agentwatch.plugins.formats.claude_stream_json import agentwatch_register_formats
 from agentwatch.render import (
+    Column,
+    Painted,
     Style,
     agents_table,
     ago,
     attention_table,
+    columns,
     event_line,
+    fit,
+    fit_styled,
     parse_time,
     sessions_table,
     status_text,
     style_for,
-    summary,
     table,
     waited,
 )
+from agentwatch.summaries import summary
 
 FIXTURES = Path(__file__).parent / "fixtures" / "claude-stream-json"
 BASIC = "claude-agent-sdk-gleam__basic_query.ndjson"
@@ -143,7 +148,7 @@ def test_parse_time_reads_what_the_daemon_writes() -> None:
 
 
 def test_table_aligns_styled_cells_by_their_visible_width() -> None:
-    rows = [[COLOR.tier(1, "needs_permission"), "a1", ""], [COLOR.tier(3, "idle"), "agent-two", "x"]]
+    rows = [[Painted("needs_permission", COLOR.dim), "a1", ""], [Painted("idle", COLOR.bold), "agent-two", "x"]]
     out = table(["STATE", "AGENT", "NOTE"], rows, COLOR)
     lines = ANSI.sub("", out).splitlines()
     assert lines == [
@@ -167,7 +172,7 @@ def test_tool_use_summaries_name_the_real_tool_and_command() -> None:
     assert len(uses) == 10
     for record, n in uses:
         block = first_block(record, "tool_use")
-        assert summary("tool_use", n, record, width=500) == f"{block['name']}: {block['input']['command']}"
+        assert summary("tool_use", n, record) == f"{block['name']}: {block['input']['command']}"
 
 
 def test_turn_completed_shows_the_recorded_cost() -> None:
@@ -182,7 +187,7 @@ def test_text_outputs_give_their_first_line() -> None:
     assert len(outputs) == 3
     for record, n in outputs:
         text = first_block(record, "text")["text"]
-        assert summary("output", n, record, width=500) == text.splitlines()[0]
+        assert summary("output", n, record) == text.splitlines()[0]
 
 
 def test_tool_results_give_their_first_line_and_errors_say_so() -> None:
@@ -191,7 +196,7 @@ def test_tool_results_give_their_first_line_and_errors_say_so() -> None:
         block = first_block(record, "tool_result")
         first = block["content"].splitlines()[0]
         expected = f"error: {first}" if block["is_error"] else first
-        assert summary("tool_result", n, record, width=500) == expected
+        assert summary("tool_result", n, record) == expected
     assert {n.is_error for _, n in results} == {True, False}  # both kinds were checked
 
 
@@ -222,13 +227,13 @@ def test_turn_completed_parts() -> None:
 
 def test_summaries_are_cut_with_an_ellipsis_and_never_span_lines() -> None:
     long = Normalized("output", text="\n  \n" + "word " * 100 + "\nsecond line")
-    cut = summary("output", long, {}, width=40)
+    cut = fit(summary("output", long, {}), 40)
     assert len(cut) == 40 and cut.endswith("…") and cut.startswith("word word")
     sneaky = Normalized("tool_use", tool="Bash", input={"command": "cd /x\nrm -rf build\x1b[2J\u2028done"})
     assert summary("tool_use", sneaky, {}) == "Bash: cd /x rm -rf build [2J done"
     for name in (BASIC, BASH):
         for record, n in records(name):
-            line = summary(n.kind, n, record, width=30)
+            line = fit(summary(n.kind, n, record), 30)
             assert len(line) <= 30 and "\n" not in line and "\x1b" not in line
 
 
@@ -272,7 +277,7 @@ def test_attention_table_keeps_the_order_given() -> None:
     assert lines[0].split() == ["STATE", "AGENT", "SESSION", "WAITING", "GIT", "CWD", "SUMMARY"]
     assert [line.split()[0] for line in lines[1:]] == ["awaiting_reply", "needs_permission", "error"]
     first, second, third = lines[1:]
-    assert "13 min" in first and " - " in first and first.endswith("done all " + "x" * 50 + "…")
+    assert "13 min" in first and " - " in first and first.endswith("done all " + "x" * 80), "piped: not cut"
     assert "3 h 5 min" in second and "dirty" in second and "/home/u/proj" in second
     assert "45 s" in third and "clean" in third
 
@@ -328,3 +333,135 @@ def test_status_text() -> None:
     }
     with_errors = status_text({**status, "plugin_errors": {"stall": 3}}, COLOR)
     assert "\x1b[31mstall (3)\x1b[0m" in with_errors
+
+
+# --- widths: cut with "…", never wrapped ---
+
+LONG_ITEMS = [
+    {"agent_id": "codex-very-long-agent-name-for-the-refactoring-of-the-billing-module-7", "session": 12,
+     "state": "needs_permission", "tier": 1, "since": iso_ms(NOW - 90_000), "waiting_s": 90, "last_speaker": "agent",
+     "cwd": "/home/u/work/billing-service/with/a/very/long/path/to/somewhere", "uncommitted_work": True,
+     "summary": "Bash: cd /home/u/work/billing-service && python -m pytest tests/test_invoices.py -k rounding -x -q"},
+    {"agent_id": "claude-1", "session": 1, "state": "awaiting_reply", "tier": 3, "since": iso_ms(NOW - 5_000),
+     "waiting_s": 5, "last_speaker": "agent", "cwd": "/w", "uncommitted_work": None,
+     "summary": "I refactored the billing module 🎉 and all 231 tests pass; 修正しました, the rounding bug is gone."},
+]
+
+
+@pytest.mark.parametrize("width", [60, 80, 100, 150])
+@pytest.mark.parametrize("style", [PLAIN, COLOR], ids=["plain", "colour"])
+def test_attention_table_fits_the_width_in_terminal_columns(width: int, style: Style) -> None:
+    """A long agent id wrapped every row at 100 columns, and summaries at 150."""
+    lines = attention_table(LONG_ITEMS, NOW, style, width).splitlines()
+    assert len(lines) == 3
+    for line in lines:
+        assert columns(ANSI.sub("", line)) <= width, line
+    plain = [ANSI.sub("", line) for line in lines]
+    assert plain[1].startswith("needs_permission  codex-very-long") and "…" in plain[1]
+    assert plain[2].startswith("awaiting_reply    claude-1 "), "short cells are not cut"
+    if width >= 100:
+        cwd = next(cell for cell in plain[1].split("  ") if cell.startswith("…") and cell.endswith("somewhere"))
+        assert LONG_ITEMS[0]["cwd"].endswith(cwd[1:]), "a path keeps its end"
+        assert plain[0].split() == ["STATE", "AGENT", "SESSION", "WAITING", "GIT", "CWD", "SUMMARY"]
+    if width == 60:
+        assert "SESSION" not in plain[0] and "SUMMARY" in plain[0], "the least useful columns go first"
+
+
+def test_wider_terminals_show_more_of_the_summary() -> None:
+    shown = [attention_table(LONG_ITEMS, NOW, PLAIN, width).splitlines()[1].split("  ")[-1] for width in (100, 150, 250)]
+    assert len(shown[0]) < len(shown[1]) < len(shown[2])
+    assert shown[2] == LONG_ITEMS[0]["summary"], "uncut when it fits"
+
+
+def test_wide_characters_count_as_two_columns() -> None:
+    assert columns("🎉修正") == 6 and columns("e\u0301") == 1
+    cut = fit("修正しました and more", 7)
+    assert cut == "修正し…" and columns(cut) == 7
+    rows = [["修正", "x"], ["ab", "y"]]
+    first, second = table(["A", "B"], rows, PLAIN).splitlines()[1:]
+    assert columns(first[: first.index("x")]) == columns(second[: second.index("y")]) == 6, "aligned on screen"
+
+
+def test_a_table_too_narrow_for_its_floors_cuts_its_lines() -> None:
+    lines = attention_table(LONG_ITEMS, NOW, COLOR, 30).splitlines()
+    assert all(columns(ANSI.sub("", line)) <= 30 for line in lines)
+    assert lines[1].startswith("\x1b[31mneeds_permission\x1b[0m") and lines[1].endswith("…"), "cut after the colour ended"
+    assert fit_styled(COLOR.tier(1, "needs_permission"), 8).endswith("…\x1b[0m"), "a line cut in colour resets it"
+
+
+def test_fit_styled_keeps_escapes_and_counts_only_what_shows() -> None:
+    line = COLOR.tier(1, "needs_permission") + "  agent"
+    assert fit_styled(line, 100) == line
+    cut = fit_styled(line, 10)
+    assert ANSI.sub("", cut) == "needs_per…" and cut.startswith("\x1b[31m") and cut.endswith("\x1b[0m")
+
+
+def test_a_column_may_keep_its_end_and_may_be_left_out() -> None:
+    layout = [Column("ID", floor=4), Column("PATH", floor=8, keep_end=True), Column("NOTE", drop=1)]
+    rows = [["a1", "/very/long/path/to/project", "a note that is long"]]
+    header, row = table(layout, rows, PLAIN, 30).splitlines()
+    assert row.startswith("a1  …") and "to/project" in row and columns(row) <= 30
+    header, row = table(layout, rows, PLAIN, 12).splitlines()
+    assert header.split() == ["ID", "PATH"], "NOTE may go"
+
+
+def test_agents_and_sessions_tables_fit_too() -> None:
+    agents = [{"agent_id": LONG_ITEMS[0]["agent_id"], "name": "billing refactor with a long name", "kind": "codex",
+               "connected": True, "session": 3, "acked_seq": 120_345, "last_event_at": iso_ms(NOW - 1000),
+               "cwd": LONG_ITEMS[0]["cwd"]}]
+    sessions = [{"agent_id": LONG_ITEMS[0]["agent_id"], "session": 3, "state": "active", "events": 120_345,
+                 "started_at": iso_ms(NOW - 7200_000), "last_event_at": iso_ms(NOW - 1000)}]
+    for width in (60, 100):
+        for text in (agents_table(agents, NOW, COLOR, width), sessions_table(sessions, NOW, COLOR, width)):
+            assert all(columns(ANSI.sub("", line)) <= width for line in text.splitlines()), text
+        assert "connected" in agents_table(agents, NOW, PLAIN, width)
+
+
+# --- event lines: aligned, coloured by urgency ---
+
+
+def _event(agent_id: str, seq: int, kind: str) -> dict[str, Any]:
+    return {"agent_id": agent_id, "seq": seq, "kind": kind, "received_at": "2026-11-21T10:00:00Z", "data": {}}
+
+
+def test_event_lines_align_their_agent_column() -> None:
+    """The agent column was not padded: the seq and kind columns moved with every agent id."""
+    ids = ["claude-1", "codex-very-long-agent-name-for-the-billing-refactor-7", "gemini-3"]
+    lines = [event_line(_event(agent_id, 7, "output"), Normalized("output", text="hi"), PLAIN, 100, agent_width=max(map(len, ids)))
+             for agent_id in ids]
+    assert len({line.index("#7") for line in lines}) == 1
+    assert all(len(line) <= 100 for line in lines)
+    assert "codex-very-long-agent-na…  #7" in lines[1], "an id past a quarter of the width is cut"
+
+
+@pytest.mark.parametrize(("kind", "normalized", "code"), [
+    ("permission_request", Normalized("permission_request", tool="Bash", input={"command": "rm -rf build"}), "31"),
+    ("error", Normalized("error", text="API quota exceeded"), "33"),
+    ("tool_result", Normalized("tool_result", text="exit 1", is_error=True), "33"),
+    ("turn_completed", Normalized("turn_completed", text="done"), "36"),
+    ("output", Normalized("output", text="hi"), "2"),
+    ("tool_use", Normalized("tool_use", tool="Bash"), "2"),
+])
+def test_event_kinds_are_coloured_by_urgency(kind: str, normalized: Normalized, code: str) -> None:
+    """Every kind was dim, permission_request and error included."""
+    line = event_line(_event("a1", 1, kind), normalized, COLOR, 100)
+    assert f"\x1b[{code}m{kind}\x1b[0m" in line
+
+
+def test_permission_requests_say_what_waits() -> None:
+    """A Notification-style permission request (no tool) had an empty summary."""
+    hooks = Path(__file__).parent / "fixtures" / "claude-hooks"
+    from agentwatch.plugins.formats.claude_hook import agentwatch_register_formats
+
+    registered: list[Format] = []
+    agentwatch_register_formats(registered.append)
+    hook = registered[0]
+    request = json.loads((hooks / "home-assistant-green-button__permission_request.json").read_text())[2]
+    [notification] = json.loads((hooks / "serverless-plugins__abc7156b__notification.json").read_text())
+    assert summary("permission_request", hook.normalize(request), request) == (
+        'Bash: cd "c:\\Users\\Tom\\Documents\\GitHub\\home-assistant-green-button-tom" && '
+        'cat .claude/hooks/validators/ty_validator.py 2>/dev/null || echo "not found"'
+    )
+    assert summary("permission_request", hook.normalize(notification), notification) == "Claude needs your permission"
+    codex = Normalized("permission_request", tool="request_user_input", input=[{"id": "q"}], text="Which database?\nPick one")
+    assert summary("permission_request", codex) == "Which database?", "questions, not their JSON"

@@ -1,5 +1,8 @@
 """Session facts: what each session's events established, kept with the events."""
 
+import json
+from pathlib import Path
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -129,3 +132,45 @@ def test_a_long_message_is_summarised_as_if_it_were_folded_whole(parts):
     folded = " ".join(text.split())
     expected = folded if len(folded) <= SUMMARY_CHARS else folded[: SUMMARY_CHARS - 1] + "…"
     assert replay(("output", {"text": text})).summary == (expected if text else None)
+
+
+def _hooks(name):
+    """The records of a Claude Code hook fixture, normalized."""
+    from agentwatch.plugins.formats.claude_hook import agentwatch_register_formats
+
+    registered = []
+    agentwatch_register_formats(registered.append)
+    records = json.loads((Path(__file__).parent / "fixtures" / "claude-hooks" / name).read_text())
+    return [registered[0].normalize(record) for record in records]
+
+
+def test_a_pending_permission_says_what_waits_and_the_attention_item_shows_it():
+    """A needs_permission item said the agent's last words (or nothing): the most urgent state said the least."""
+    from agentwatch.plugins.attention.feed import item, need_of
+
+    request = _hooks("home-assistant-green-button__permission_request.json")[0]
+    facts = replay(("prompt", {"text": "validate"}), ("output", {"text": "Let me check the files."}))
+    apply(facts, "permission_request", request, 3000)
+    assert facts.asking.startswith('Bash: cd "c:/Users/Tom/Documents/GitHub/home-assistant-green-button-tom" && python -c')
+    need = need_of(facts)
+    assert need.state == "needs_permission"
+    assert item(("a", 1), need, facts, 4000, None)["summary"] == facts.asking
+    [notification] = _hooks("serverless-plugins__abc7156b__notification.json")
+    apply(facts, "permission_request", notification, 3500)
+    assert facts.asking.startswith("Bash: "), "a notification's words do not replace the tool call they are about"
+    apply(facts, "tool_result", Normalized("tool_result", text="ok"), 5000)
+    assert (facts.asking, need_of(facts)) == (None, None)
+    alone = replay(("prompt", {}))
+    apply(alone, "permission_request", notification, 2000)
+    assert item(("a", 1), need_of(alone), alone, 3000, None)["summary"] == "Claude needs your permission"
+
+
+def test_a_stalled_item_names_the_tool_that_runs():
+    from agentwatch.plugins.attention.feed import item, need_of
+
+    facts = replay(("prompt", {}), ("output", {"text": "Running the suite."}),
+                   ("tool_use", {"tool": "Bash", "input": {"command": "npm test -- --watch=false"}}))
+    stalled = need_of(facts, stalled_since=9000)
+    assert item(("a", 1), stalled, facts, 10_000, None)["summary"] == "Bash: npm test -- --watch=false"
+    apply(facts, "tool_result", Normalized("tool_result"), 11_000)
+    assert facts.running is None and item(("a", 1), need_of(facts, 12_000), facts, 13_000, None)["summary"] == "Running the suite."

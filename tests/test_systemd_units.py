@@ -4,7 +4,6 @@ as installed pass systemd's own ``systemd-analyze verify``, the system service's
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,16 +11,15 @@ from pathlib import Path
 import pytest
 
 from agentwatch.systemd_units import UNITS, InstallError, exec_path, install, render, source_dir, warnings
+from helpers import required_tool
 
 PROGRAM = Path(sys.executable).parent / "agentwatch"  # the agentwatch `python -m agentwatch` installs
 MAX_EXPOSURE = 2.0
 
 
 def analyze(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """``systemd-analyze ARGS``; the test is skipped where systemd's tools are not installed."""
-    tool = shutil.which("systemd-analyze")
-    if tool is None:
-        pytest.skip("systemd-analyze is not installed (apt-get install systemd); CI installs it")
+    """``systemd-analyze ARGS``; the test is skipped where systemd's tools are not installed (not in CI)."""
+    tool = required_tool("systemd-analyze", "systemd")
     return subprocess.run([tool, *args], capture_output=True, encoding="utf-8", errors="replace", env=env, timeout=60)
 
 

@@ -17,6 +17,7 @@ from agentwatch.config import Config
 from agentwatch.courier import flush_outboxes
 from agentwatch.format_choice import FormatChooser
 from agentwatch.identity import check_agent_id
+from agentwatch.invocation import command_name
 from agentwatch.importer import Progress, run_import
 from agentwatch.locate import announced
 from agentwatch.model import Format
@@ -85,7 +86,7 @@ def hooks(args: argparse.Namespace) -> int:
     done = "added agentwatch's hooks to" if args.action == "install" else "removed agentwatch's hooks from"
     print(f"{done} {path}" + (f" (the previous file is {backup})" if backup else ""))
     if args.action == "install":
-        print("Claude Code sessions started from now on report to agentwatch; see them with: agentwatch attention")
+        print(f"Claude Code sessions started from now on report to agentwatch; see them with: {command_name()} attention")
     return 0
 
 
@@ -107,7 +108,7 @@ def import_files(config: Config, args: argparse.Namespace, formats: dict[str, Fo
         progress = trio.run(partial(run_import, paths, follow=args.follow, format=args.format, formats=formats,
                                     state_dir=config.state_dir, endpoint=endpoint, show=show))
     except ClientError as exc:
-        return failed(exc)
+        return failed(exc, args)
     except KeyboardInterrupt:
         return 130
     if sys.stderr.isatty():

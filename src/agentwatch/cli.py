@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -45,7 +46,17 @@ def _parser() -> argparse.ArgumentParser:
     _watch_commands(commands, common)
     _agent_commands(commands, common)
     _systemd_commands(commands)
+    _remember_parsers(parser)
     return parser
+
+
+def _remember_parsers(parser: argparse.ArgumentParser) -> None:
+    """Give each command's parser a default ``parser``: itself (the innermost one chosen wins)."""
+    parser.set_defaults(parser=parser)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command in dict.fromkeys(action.choices.values()):
+                _remember_parsers(command)
 
 
 def _watch_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
@@ -68,6 +79,9 @@ def _watch_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser
     tail = commands.add_parser("tail", parents=[reading], help="follow events live, one line each, until Ctrl-C")
     tail.add_argument("--agent", metavar="ID", help="only this agent's")
     tail.add_argument("--kind", action="append", metavar="KIND", help="only this kind (repeatable)")
+    for following in (attention, tail):
+        following.add_argument("--reconnect", action="store_true",
+                               help="when the daemon stops (or is not up yet), wait for it and go on where it was")
 
 
 def _agent_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
@@ -129,8 +143,21 @@ def _systemd_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
 AGENT_COMMANDS = frozenset({"run", "hooks", "import", "flush"})
 
 
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The arguments; a mistake is shown with the usage of the command it was made in (argparse
+    leaves an unknown flag to the top-level parser, which showed its own usage)."""
+    parser = _parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        command: argparse.ArgumentParser = getattr(args, "parser", parser)
+        flags = [flag for action in command._actions for flag in action.option_strings]
+        guess = difflib.get_close_matches(unknown[0], flags, n=1) if unknown[0].startswith("-") else []
+        command.error(f"unrecognized arguments: {' '.join(unknown)}" + (f" (did you mean {guess[0]}?)" if guess else ""))
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = _parse(argv)
     if args.command == "serve":
         return _serve(args)
     if args.command == "prune":

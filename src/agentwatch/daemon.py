@@ -362,7 +362,7 @@ class Daemon:
     async def _watch(self, ws: WebSocketConnection) -> None:
         """Serve a watch connection; at shutdown, close it with 1001 as agents are (this task closes it, so
         that its reader is still there to see the peer's answer)."""
-        log.info("watch_connected")
+        log.debug("watch_connected")
         serving = trio.CancelScope()
         self._watchers[ws] = serving
         server = self.config["server"]
@@ -392,7 +392,7 @@ class Daemon:
             del self._watchers[ws]
             if self._draining and not self._watchers:
                 self._watchers_gone.set()
-            log.info("watch_disconnected")
+            log.debug("watch_disconnected")
 
     def __repr__(self) -> str:
         return f"<Daemon {' '.join(self.addresses) or 'not listening'}>"

@@ -82,7 +82,11 @@ class Progress:
 
     def summary(self) -> str:
         """The line ``agentwatch import`` ends with."""
-        line = f"imported {self.files} {'file' if self.files == 1 else 'files'}: {self.stored} events stored, {self.present} already there"
+        files = f"{self.files} {'file' if self.files == 1 else 'files'}"
+        if self.stored or not self.present:
+            line = f"imported {files}: {self.stored} events stored, {self.present} already there"
+        else:  # an import run again: say so, not "0 events stored"
+            line = f"nothing new in {files}: all {self.present} events were already there"
         if self.refused:
             line += f", {self.refused} refused by the daemon"
         if self.failed:

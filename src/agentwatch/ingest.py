@@ -137,7 +137,7 @@ class AgentConnection:
             self.daemon.release(self)
 
     async def _run(self, hello: Hello, session: int, acked_seq: int) -> None:
-        log.info("agent_connected", format=self.format, session=session, acked_seq=acked_seq)
+        log.debug("agent_connected", format=self.format, session=session, acked_seq=acked_seq)
         self.daemon.plugins.notify("agentwatch_agent_connected", agent_id=self.agent_id, agent=hello.agent, session=session)
         try:
             max_frame_bytes = self.daemon.config["server"]["max_frame_bytes"]
@@ -152,7 +152,7 @@ class AgentConnection:
                 nursery.cancel_scope.cancel()
         finally:
             code = self._close[0] if self._close is not None else self.ws.closed.code if self.ws.closed else None
-            log.info("agent_disconnected", code=code)
+            log.debug("agent_disconnected", code=code)
             self.daemon.plugins.notify("agentwatch_agent_disconnected", agent_id=self.agent_id, code=code)
 
     async def _receive_hello(self) -> Hello | None:

@@ -27,6 +27,11 @@ class DaemonNotRunning(ClientError):
     """Nothing answers where the daemon should listen."""
 
 
+class DaemonGone(ClientError):
+    """The connection to the daemon ended under a call or a subscription: the daemon stopped (or
+    the connection broke)."""
+
+
 class Endpoint(NamedTuple):
     """Where a daemon listens and the headers that let a client in."""
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from agentwatch import outbox
+from agentwatch.invocation import command_name
 from agentwatch.courier import Courier, Resend, Undelivered, flush_outboxes
 from agentwatch.format_choice import FormatChooser
 from agentwatch.identity import id_part, iso_now, short_host
@@ -165,7 +166,7 @@ def run(command: Sequence[str], *, agent_id: str | None, chooser: FormatChooser,
         if box.pending:
             print(
                 f"agentwatch: {len(box.pending)} events of {agent_id} wait in {outbox.directory(state_dir)}; "
-                "the next `agentwatch run`, hook or `agentwatch flush` delivers them",
+                f"the next `agentwatch run`, hook or `{command_name()} flush` delivers them",
                 file=sys.stderr,
             )
         elif agent_id.endswith(f"-{os.getpid()}"):

@@ -1,28 +1,36 @@
 """What the ``agentwatch`` command line prints for a person: the watch API's JSON as text.
 
-Pure functions: no I/O, no clock (callers pass ``now_ms``), no dependency beyond ANSI escapes.
-Text that comes from agents is flattened to one line with its control characters removed, so
-a record can neither break a table nor send escapes to the terminal.
+Pure functions: no I/O, no clock (callers pass ``now_ms``). Text that comes from agents is
+flattened to one line with its control characters removed, so a record can neither break a
+table nor send escapes to the terminal. Widths are counted in terminal columns (``wcwidth``:
+most CJK characters and emoji take two, combining marks none), and what does not fit the width
+given is cut with "…", never wrapped.
 """
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
-from agentwatch.model import Normalized
+from wcwidth import wcswidth, wcwidth
 
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+from agentwatch.model import Normalized
+from agentwatch.summaries import one_line, summary
+
+_ANSI_SPLIT = re.compile(r"(\x1b\[[0-9;]*m)")
 _TIER_COLORS = {1: "31", 2: "33", 3: "36"}  # red, yellow, cyan
-_MAIN_ARGUMENTS = ("command", "file_path", "path", "pattern", "url", "query", "prompt", "description")
+#: How urgent an event of a kind is, as attention tiers: a permission waits, an error failed a turn,
+#: a finished turn waits for a reply. Other kinds are dim.
+_KIND_TIERS = {"permission_request": 1, "error": 2, "turn_completed": 3}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _KIND_WIDTH = 18
-_ATTENTION_SUMMARY_WIDTH = 60
+_SEQ_WIDTH = 7
+_MIN_SUMMARY = 20  # columns an event line's summary keeps however narrow the width
+_MIN_COLUMN = 6  # columns a table column keeps however narrow the width (its header's, if wider)
+AGENT_COLUMN_MAX = 32  # columns an event line's agent column takes at most
 
 
 @dataclass(frozen=True)
@@ -105,93 +113,163 @@ def _clock(iso: str | None) -> str:
 # --- text ---
 
 
-def _one_line(text: str) -> str:
-    """``text`` without control characters, its runs of whitespace (line breaks too) one space."""
-    return " ".join(_CONTROL.sub(" ", text).split())
+def columns(text: str) -> int:
+    """How many terminal columns ``text`` (one line, no escapes) takes."""
+    width = wcswidth(text)
+    return width if width >= 0 else sum(max(wcwidth(char), 0) for char in text)
 
 
-def _first_line(text: str | None) -> str:
-    return next((line for line in (text or "").splitlines() if line.strip()), "")
+def fit(text: str, width: int) -> str:
+    """``text`` if it takes at most ``width`` columns, else its start and "…" in ``width`` columns."""
+    if len(text) <= width and columns(text) <= width:
+        return text
+    used, end = 0, 0
+    for end, char in enumerate(text):
+        used += max(wcwidth(char), 0)
+        if used > width - 1:
+            break
+    return text[:end] + "…" if width > 0 else ""
 
 
-def _cut(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
+def pad(text: str, width: int) -> str:
+    """``text`` cut or padded with spaces to exactly ``width`` columns."""
+    text = fit(text, width)
+    return text + " " * (width - columns(text))
 
 
-def _compact(value: Any) -> str:
-    """Compact JSON of ``value``; empty for ``null``, ``{}`` and ``[]``."""
-    if value is None or value == {} or value == []:
-        return ""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+def kind_tier(kind: str, normalized: Normalized) -> int:
+    """How urgent an event is, on the attention tiers (0: routine)."""
+    if normalized.is_error and kind in ("tool_result", "turn_completed"):
+        return 2
+    return _KIND_TIERS.get(kind, 0)
 
 
-def _main_argument(tool_input: Any) -> str:
-    if isinstance(tool_input, dict):
-        for key in _MAIN_ARGUMENTS:
-            if isinstance(value := tool_input.get(key), str) and value.strip():
-                return value
-    return _compact(tool_input)
-
-
-def _joined(separator: str, *parts: str) -> str:
-    return separator.join(part for part in parts if part)
-
-
-def summary(kind: str, normalized: Normalized, data: Any, width: int = 100) -> str:
-    """One line saying what an event is about, cut to ``width`` characters with ``…``."""
-    match kind:
-        case "tool_use" | "permission_request":
-            text = _joined(": ", normalized.tool or "", _main_argument(normalized.input))
-        case "turn_completed":
-            cost = f"${normalized.cost_usd:.4f}" if normalized.cost_usd is not None else ""
-            text = _joined(", ", cost, "error" if normalized.is_error else "", _first_line(normalized.text))
-        case "session_started":
-            text = normalized.cwd or normalized.session_id or ""
-        case "raw":
-            record_type = data.get("type") if isinstance(data, dict) else None
-            text = record_type if isinstance(record_type, str) else _compact(data)
-        case "tool_result" if normalized.is_error:
-            text = _joined(": ", "error", _first_line(normalized.text))
-        case _:
-            text = _first_line(normalized.text)
-    return _cut(_one_line(text), width)
-
-
-def event_line(event: Mapping[str, Any], normalized: Normalized, style: Style, width: int = 100) -> str:
+def event_line(
+    event: Mapping[str, Any], normalized: Normalized, style: Style, width: int = 100, agent_width: int = 0
+) -> str:
     """``HH:MM:SS  agent  #seq  kind  summary`` for an event of the watch API, the time its
-    ``received_at`` in local time; the summary is cut so the line fits in ``width`` columns
-    (it keeps at least 20 of them)."""
+    ``received_at`` in local time, the agent padded to ``agent_width`` columns (at most
+    :data:`AGENT_COLUMN_MAX`, and a quarter of the width), the kind coloured by urgency; the summary is cut so the line fits
+    in ``width`` columns (it keeps at least 20 of them)."""
     kind = event["kind"]
-    head = f"{_clock(event.get('received_at'))}  {_one_line(str(event['agent_id']))}  {'#' + str(event['seq']):<7} "
-    used = len(head) + max(len(kind), _KIND_WIDTH) + 2
-    text = summary(kind, normalized, event.get("data"), max(width - used, 20))
-    return f"{head}{style.dim(kind)}{' ' * (_KIND_WIDTH - len(kind))}  {text}".rstrip()
+    agent = one_line(str(event["agent_id"]))
+    agent = pad(agent, min(max(agent_width, columns(agent)) if agent_width else columns(agent), AGENT_COLUMN_MAX, max(width // 4, 12)))
+    head = f"{_clock(event.get('received_at'))}  {agent}  {'#' + str(event['seq']):<{_SEQ_WIDTH}} "
+    tier = kind_tier(kind, normalized)
+    painted = style.tier(tier, kind) if tier else style.dim(kind)
+    text = fit(summary(kind, normalized, event.get("data")), max(width - columns(head) - max(len(kind), _KIND_WIDTH) - 2, _MIN_SUMMARY))
+    return f"{head}{painted}{' ' * (_KIND_WIDTH - len(kind))}  {text}".rstrip()
 
 
 # --- tables ---
 
 
-def _width(cell: str) -> int:
-    return len(_ANSI.sub("", cell))
+@dataclass(frozen=True)
+class Painted:
+    """A table cell drawn with ``paint`` (a :class:`Style` method) once it is cut to fit."""
+
+    text: str
+    paint: Callable[[str], str]
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]], style: Style) -> str:
-    """Columns aligned on their widest cell (ANSI escapes not counted), two spaces apart,
-    under a bold header; no line ends in a space."""
-    widths = [max(_width(cell) for cell in column) for column in zip(headers, *rows)]
+Cell = str | Painted
 
-    def line(cells: Sequence[str]) -> str:
-        return "  ".join(cell + " " * (size - _width(cell)) for cell, size in zip(cells, widths)).rstrip()
 
-    return "\n".join([line([style.bold(header) for header in headers]), *map(line, rows)])
+@dataclass(frozen=True)
+class Column:
+    """A table column: its header, and how it gives way when the table is too wide: never below
+    ``floor`` columns (its header's width if wider), taking ``weight`` times the width of a column
+    of weight 1, cut at its start (a path: its end says most) if ``keep_end``."""
+
+    header: str
+    floor: int = 6
+    weight: int = 1
+    keep_end: bool = False
+    drop: int = 0  # when even the floors do not fit: columns are left out, the highest ``drop`` first (0: never)
+
+
+def table(layout: Sequence[Column | str], rows: Sequence[Sequence[Cell]], style: Style, width: int | None = None) -> str:
+    """Columns aligned on their widest cell, two spaces apart, under a bold header; no line ends in
+    a space. Given ``width``, the widest columns are cut (with "…") until every line fits in it;
+    on a terminal too narrow for that, columns are left out, and then lines cut."""
+    spec = [column if isinstance(column, Column) else Column(column) for column in layout]
+    texts = [[cell.text if isinstance(cell, Painted) else cell for cell in row] for row in rows]
+    natural = [max(map(columns, column)) for column in zip([c.header for c in spec], *texts)]
+    if width is not None:
+        kept = _kept(natural, spec, width)
+        spec, natural = [spec[i] for i in kept], [natural[i] for i in kept]
+        rows = [[row[i] for i in kept] for row in rows]
+    sizes = natural if width is None else _shrunk(natural, spec, width)
+
+    def line(cells: Sequence[Cell]) -> str:
+        drawn = []
+        for cell, size, column in zip(cells, sizes, spec):
+            text = cell.text if isinstance(cell, Painted) else cell
+            text = fit(text[::-1], size)[::-1] if column.keep_end and columns(text) > size else fit(text, size)
+            gap = " " * (size - columns(text))
+            drawn.append((cell.paint(text) if isinstance(cell, Painted) else text) + gap)
+        joined = "  ".join(drawn).rstrip()
+        return joined if width is None or sum(sizes) + 2 * (len(sizes) - 1) <= width else fit_styled(joined, width)
+
+    return "\n".join([line([Painted(column.header, style.bold) for column in spec]), *map(line, rows)])
+
+
+def _kept(natural: list[int], spec: list[Column], width: int) -> list[int]:
+    """The columns that fit ``width`` at their floors, leaving out those that may go (highest ``drop`` first)."""
+    kept = list(range(len(spec)))
+    floors = {i: min(natural[i], max(columns(spec[i].header), spec[i].floor)) for i in kept}
+    for i in sorted((i for i in kept if spec[i].drop), key=lambda i: -spec[i].drop):
+        if sum(floors[k] for k in kept) + 2 * (len(kept) - 1) <= width:
+            break
+        kept.remove(i)
+    return kept
+
+
+def fit_styled(line: str, width: int) -> str:
+    """A line with ANSI escapes cut to ``width`` visible columns (with "…"), its colour reset."""
+    out, used, painted = [], 0, False
+    for piece in _ANSI_SPLIT.split(line):
+        if _ANSI_SPLIT.fullmatch(piece):
+            out.append(piece)
+            painted = piece != "\x1b[0m"
+            continue
+        room = width - used
+        if columns(piece) > room:
+            out.append(fit(piece, room))
+            return "".join(out) + ("\x1b[0m" if painted else "")
+        out.append(piece)
+        used += columns(piece)
+    return "".join(out)
+
+
+def _shrunk(natural: list[int], spec: list[Column], width: int) -> list[int]:
+    """Column widths that fit ``width`` with two columns between them: the widest are cut, each to
+    its weight times one common width, as little as needed, and none below its floor."""
+    room = width - 2 * (len(natural) - 1)
+    if sum(natural) <= room:
+        return natural
+    floors = [min(size, max(columns(column.header), column.floor)) for size, column in zip(natural, spec)]
+
+    def sizes(unit: int) -> list[int]:
+        return [max(floor, min(size, column.weight * unit)) for size, floor, column in zip(natural, floors, spec)]
+
+    low, high = 0, max(natural)  # the widest unit that fits is in [low, high)
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if sum(sizes(middle)) <= room else (low, middle)
+    return sizes(low)
+
+
+_AGENT = Column("AGENT", floor=20)  # an id is what a person types next: it keeps more
+_CWD = Column("CWD", floor=12, keep_end=True, drop=1)
 
 
 def _cell(value: Any) -> str:
     """A value from the daemon as a table cell: ``-`` when absent, one line otherwise."""
-    return "-" if value is None or value == "" else _one_line(str(value))
+    return "-" if value is None or value == "" else one_line(str(value))
 
 
-def attention_table(items: Sequence[Mapping[str, Any]], now_ms: int, style: Style) -> str:
+def attention_table(items: Sequence[Mapping[str, Any]], now_ms: int, style: Style, width: int | None = None) -> str:
     """The attention feed, in the order given (the daemon's: most urgent first).
 
     How long each has waited is counted from its ``since`` to ``now_ms``, so a table redrawn
@@ -205,22 +283,27 @@ def attention_table(items: Sequence[Mapping[str, Any]], now_ms: int, style: Styl
         since = parse_time(item.get("since"))
         return waited(item["waiting_s"] if since is None else (now_ms - since) / 1000)
 
+    def painter(tier: Any) -> Callable[[str], str]:
+        return lambda text: style.tier(tier if isinstance(tier, int) else 0, text)
+
     rows = [
         [
-            style.tier(item.get("tier", 0), _cell(item.get("state"))),
+            Painted(_cell(item.get("state")), painter(item.get("tier"))),
             _cell(item.get("agent_id")),
             _cell(item.get("session")),
             waiting(item),
             git.get(item.get("uncommitted_work"), "-"),
             _cell(item.get("cwd")),
-            _cut(_one_line(item.get("summary") or ""), _ATTENTION_SUMMARY_WIDTH),
+            one_line(item.get("summary") or "") if isinstance(item.get("summary"), str) else "",
         ]
         for item in items
     ]
-    return table(["STATE", "AGENT", "SESSION", "WAITING", "GIT", "CWD", "SUMMARY"], rows, style)
+    headers = [Column("STATE", 16), _AGENT, Column("SESSION", drop=4), Column("WAITING", 10, drop=2), Column("GIT", drop=3), _CWD,
+               Column("SUMMARY", 20, 2)]
+    return table(headers, rows, style, width)
 
 
-def agents_table(agents: Sequence[Mapping[str, Any]], now_ms: int, style: Style) -> str:
+def agents_table(agents: Sequence[Mapping[str, Any]], now_ms: int, style: Style, width: int | None = None) -> str:
     """The agents of ``agents.list``: who they are, whether connected, how far their events go."""
     if not agents:
         return "No agents yet."
@@ -229,7 +312,7 @@ def agents_table(agents: Sequence[Mapping[str, Any]], now_ms: int, style: Style)
             _cell(agent.get("agent_id")),
             _cell(agent.get("name")),
             _cell(agent.get("kind")),
-            style.bold("connected") if agent.get("connected") else style.dim("gone"),
+            Painted("connected", style.bold) if agent.get("connected") else Painted("gone", style.dim),
             _cell(agent.get("session")),
             _cell(agent.get("acked_seq")),
             ago(parse_time(agent.get("last_event_at")), now_ms),
@@ -237,10 +320,12 @@ def agents_table(agents: Sequence[Mapping[str, Any]], now_ms: int, style: Style)
         ]
         for agent in agents
     ]
-    return table(["AGENT", "NAME", "KIND", "STATE", "SESSION", "SEQ", "LAST EVENT", "CWD"], rows, style)
+    headers = [_AGENT, Column("NAME", drop=2), Column("KIND", drop=3), Column("STATE"), Column("SESSION", drop=5), Column("SEQ", drop=4),
+               Column("LAST EVENT"), _CWD]
+    return table(headers, rows, style, width)
 
 
-def sessions_table(sessions: Sequence[Mapping[str, Any]], now_ms: int, style: Style) -> str:
+def sessions_table(sessions: Sequence[Mapping[str, Any]], now_ms: int, style: Style, width: int | None = None) -> str:
     """The sessions of ``sessions.list``, in the order given (the daemon's: latest first)."""
     if not sessions:
         return "No sessions yet."
@@ -255,7 +340,8 @@ def sessions_table(sessions: Sequence[Mapping[str, Any]], now_ms: int, style: St
         ]
         for session in sessions
     ]
-    return table(["AGENT", "SESSION", "STATE", "EVENTS", "STARTED", "LAST EVENT"], rows, style)
+    headers = [_AGENT, Column("SESSION"), Column("STATE"), Column("EVENTS", drop=2), Column("STARTED", drop=1), Column("LAST EVENT")]
+    return table(headers, rows, style, width)
 
 
 def status_text(status: Mapping[str, Any], style: Style) -> str:

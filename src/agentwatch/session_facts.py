@@ -14,6 +14,7 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 from agentwatch.model import Normalized
+from agentwatch.summaries import summary, tool_call
 
 SUMMARY_CHARS = 300
 _FOLD_PREFIX = 4 * SUMMARY_CHARS  # characters of a message folded first
@@ -40,6 +41,8 @@ class SessionFacts:
     ended_at: int | None = None
     cwd: str | None = None
     summary: str | None = None  # the agent's last words, shortened
+    asking: str | None = None  # what the pending permission request is for ("Bash: rm -rf build"), shortened
+    running: str | None = None  # the tool call started last while tools are open ("Bash: npm test"), shortened
 
     def to_json(self) -> str:
         # Every field is a plain value: this is what dataclasses.asdict gives, at a third of its cost.
@@ -119,12 +122,12 @@ def _progressed(facts: SessionFacts, event: Normalized, at: int) -> None:
 
 def _nothing_asked(facts: SessionFacts) -> None:
     """No permission request is waiting."""
-    facts.permissions_pending, facts.permission_since = 0, None
+    facts.permissions_pending, facts.permission_since, facts.asking = 0, None, None
 
 
 def _nothing_running(facts: SessionFacts) -> None:
     """No turn, tool call or permission request is open."""
-    facts.turn_open, facts.tools_open, facts.tool_since = False, 0, None
+    facts.turn_open, facts.tools_open, facts.tool_since, facts.running = False, 0, None, None
     _nothing_asked(facts)
 
 
@@ -133,13 +136,14 @@ def _tool_started(facts: SessionFacts, event: Normalized, at: int) -> None:
     if facts.tools_open == 0:
         facts.tool_since = at
     facts.tools_open += 1
+    facts.running = _shorten(tool_call(event)) or None
 
 
 def _tool_finished(facts: SessionFacts, event: Normalized, at: int) -> None:
     _nothing_asked(facts)  # the tool ran: it was allowed
     facts.tools_open = max(0, facts.tools_open - 1)
     if facts.tools_open == 0:
-        facts.tool_since = None
+        facts.tool_since, facts.running = None, None
 
 
 def _permission_requested(facts: SessionFacts, event: Normalized, at: int) -> None:
@@ -147,13 +151,16 @@ def _permission_requested(facts: SessionFacts, event: Normalized, at: int) -> No
     if facts.permissions_pending == 0:
         facts.permission_since = at
     facts.permissions_pending += 1
+    asking = _shorten(summary("permission_request", event))
+    if asking and (facts.asking is None or event.tool):  # a tool call says more than a notification's words
+        facts.asking = asking
 
 
 def _permission_resolved(facts: SessionFacts, event: Normalized, at: int) -> None:
     facts.acted_at = at
     facts.permissions_pending = max(0, facts.permissions_pending - 1)
     if facts.permissions_pending == 0:
-        facts.permission_since = None
+        facts.permission_since, facts.asking = None, None
 
 
 def _turn_ended(facts: SessionFacts, event: Normalized, at: int, failed: bool) -> None:

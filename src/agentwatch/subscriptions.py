@@ -217,7 +217,7 @@ class ConnectionSubscriptions:
         self._scopes[subscription.id] = scope
         self.nursery.start_soon(self._run, subscription, scope)
         self.connection.after_reply(subscription.released.set)
-        log.info("subscribed", subscription=subscription.id, topics=list(wanted.topics), agent_id=wanted.agent_id)
+        log.debug("subscribed", subscription=subscription.id, topics=list(wanted.topics), agent_id=wanted.agent_id)
         return {"subscription": subscription.id}
 
     async def unsubscribe(self, daemon: Daemon, params: dict[str, Any]) -> bool:
@@ -227,7 +227,7 @@ class ConnectionSubscriptions:
         if scope is None:
             raise WatchError(INVALID_PARAMS, f"unsubscribe: no subscription {brief(params.get('subscription'))} on this connection")
         scope.cancel()
-        log.info("unsubscribed", subscription=subscription_id)
+        log.debug("unsubscribed", subscription=subscription_id)
         return True
 
     async def _run(self, subscription: Subscription, scope: trio.CancelScope) -> None:

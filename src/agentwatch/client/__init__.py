@@ -23,17 +23,19 @@ holds it until acknowledged, and resends it over a new connection if the old one
 
 from agentwatch.client.agent import AgentClient, Rejected, open_agent
 from agentwatch.client.discovery import find_daemon
-from agentwatch.locate import ClientError, DaemonNotRunning, Endpoint
-from agentwatch.client.watch import Notification, RpcError, WatchClient, call, open_watch
+from agentwatch.locate import ClientError, DaemonGone, DaemonNotRunning, Endpoint
+from agentwatch.client.watch import Notification, RpcError, Subscription, WatchClient, call, open_watch
 
 __all__ = [
     "AgentClient",
     "ClientError",
+    "DaemonGone",
     "DaemonNotRunning",
     "Endpoint",
     "Notification",
     "Rejected",
     "RpcError",
+    "Subscription",
     "WatchClient",
     "call",
     "find_daemon",

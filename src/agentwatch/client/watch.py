@@ -14,8 +14,10 @@ from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from agentwatch.backlog import Backlog, Gap
 from agentwatch.client.discovery import ClientError, Endpoint, find_daemon, open_websocket
+from agentwatch.locate import DaemonGone
 from agentwatch.exceptions import unwrapped
 
+UNSUBSCRIBE_TIMEOUT = 5.0  # seconds leaving a subscription waits for the daemon's answer
 #: Notifications a subscription keeps for a program that iterates it slowly; past them, a ``gap``.
 CLIENT_BACKLOG = 10_000
 
@@ -37,6 +39,28 @@ class Notification:
     params: dict[str, Any]
 
 
+class Subscription:
+    """The notifications of one subscription, in order; iterate it with ``async for``.
+
+    Waiting for the next one may be cancelled (``trio.move_on_after``) and started again: nothing
+    is lost and the subscription goes on. When the connection ends, iterating raises
+    :class:`DaemonGone`."""
+
+    def __init__(self, backlog: Backlog[Notification], client: WatchClient) -> None:
+        self._backlog = backlog
+        self._client = client
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> Notification:
+        try:
+            item = await self._backlog.get()
+        except trio.EndOfChannel:
+            raise self._client.gone() from None
+        return Notification("gap", {"skipped": item.skipped}) if isinstance(item, Gap) else item
+
+
 class _Call:
     def __init__(self, method: str) -> None:
         self.method = method
@@ -47,8 +71,9 @@ class _Call:
 class WatchClient:
     """One connection to ``/v1/watch``; use :func:`open_watch`. Calls may run concurrently."""
 
-    def __init__(self, ws: WebSocketConnection) -> None:
+    def __init__(self, ws: WebSocketConnection, endpoint: Endpoint | str = "the daemon") -> None:
         self._ws = ws
+        self._endpoint = endpoint
         self._ids = itertools.count(1)
         self._calls: dict[int, _Call] = {}
         self._subscriptions: dict[int, Backlog[Notification]] = {}
@@ -62,31 +87,32 @@ class WatchClient:
     @asynccontextmanager
     async def subscribe(
         self, *topics: str, agent_id: str | None = None, after_seq: int | None = None, kinds: list[str] | None = None
-    ) -> AsyncIterator[AsyncIterator[Notification]]:
-        """Subscribe to ``topics``; iterate what comes. Leaving the block unsubscribes."""
+    ) -> AsyncIterator[Subscription]:
+        """Subscribe to ``topics``; iterate what comes (:class:`Subscription`). Leaving the block unsubscribes."""
         params: dict[str, Any] = {"topics": list(topics)}
         params |= {k: v for k, v in (("agent_id", agent_id), ("after_seq", after_seq), ("kinds", kinds)) if v is not None}
         reply = await self._request("subscribe", params)
         subscription_id = reply["result"]["subscription"]
         try:
-            yield self._iterate(self._subscriptions[subscription_id])
+            yield Subscription(self._subscriptions[subscription_id], self)
         finally:
             self._subscriptions.pop(subscription_id, None)
-            if self._closed is None:
-                with trio.CancelScope(shield=True):
+            if self._closed is None:  # shielded from a cancel, but not waiting forever for a daemon that hangs
+                with trio.move_on_after(UNSUBSCRIBE_TIMEOUT, shield=True):
                     await self.call("unsubscribe", subscription=subscription_id)
 
-    async def _iterate(self, backlog: Backlog[Notification]) -> AsyncIterator[Notification]:
-        while True:
-            try:
-                item = await backlog.get()
-            except trio.EndOfChannel:
-                raise ClientError(f"the daemon closed the connection ({self._closed})") from None
-            yield Notification("gap", {"skipped": item.skipped}) if isinstance(item, Gap) else item
+    def gone(self) -> DaemonGone:
+        """The error for a connection that has ended, saying how."""
+        where = f"the daemon at {self._endpoint}"
+        if self._closed == "1001":
+            return DaemonGone(f"{where} stopped")
+        if self._closed in ("1006", "closed"):  # no closing handshake
+            return DaemonGone(f"{where} went away (it was killed, or the connection broke)")
+        return DaemonGone(f"{where} closed the connection ({self._closed})")
 
     async def _request(self, method: str, params: Mapping[str, Any]) -> dict[str, Any]:
         if self._closed is not None:
-            raise ClientError(f"cannot call {method}: the connection is closed ({self._closed})")
+            raise self.gone()
         call_id = next(self._ids)
         call = self._calls[call_id] = _Call(method)
         try:
@@ -98,7 +124,7 @@ class WatchClient:
             error = call.reply["error"]
             raise RpcError(method, error.get("code", 0), error.get("message", "no message"))
         if "result" not in call.reply:
-            raise ClientError(f"{method} got no answer: the daemon closed the connection ({self._closed})")
+            raise self.gone()
         return call.reply
 
     async def _read(self) -> None:
@@ -110,7 +136,12 @@ class WatchClient:
             pass
         finally:
             reason = self._ws.closed
-            self._closed = f"code {reason.code}: {reason.reason or 'no reason given'}" if reason else "closed"
+            if reason is None:
+                self._closed = "closed"
+            elif reason.code in (1001, 1006):  # going away: the daemon shuts down; no closing handshake
+                self._closed = str(reason.code)
+            else:
+                self._closed = f"code {reason.code}" + (f": {reason.reason}" if reason.reason else "")
             for call in self._calls.values():
                 call.done.set()
             for backlog in self._subscriptions.values():
@@ -139,7 +170,7 @@ async def open_watch(endpoint: Endpoint | None = None) -> AsyncIterator[WatchCli
     endpoint = endpoint or find_daemon()
     with unwrapped():
         async with open_websocket(endpoint, "/v1/watch") as ws, trio.open_nursery() as nursery:
-            client = WatchClient(ws)
+            client = WatchClient(ws, endpoint)
             nursery.start_soon(client._read)
             yield client
             nursery.cancel_scope.cancel()

@@ -58,8 +58,18 @@ def item(key: SessionKey, need: Need, facts: SessionFacts, now_ms: int, uncommit
         "last_speaker": facts.last_speaker,
         "cwd": facts.cwd,
         "uncommitted_work": uncommitted_work,
-        "summary": facts.summary,
+        "summary": said(need, facts),
     }
+
+
+def said(need: Need, facts: SessionFacts) -> str | None:
+    """What an item says: what waits for a permission, the tool a stalled agent runs, else the
+    agent's last words."""
+    if need.state == "needs_permission" and facts.asking:
+        return facts.asking
+    if need.state == "stalled" and facts.running:
+        return facts.running
+    return facts.summary
 
 
 def encoded_item(key: SessionKey, need: Need, facts: SessionFacts, uncommitted_work: bool | None) -> tuple[str, str]:
