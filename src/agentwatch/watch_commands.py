@@ -38,6 +38,7 @@ from agentwatch.model import RAW, Format, Normalized
 from agentwatch.plugin_manager import PluginError, Plugins
 
 EXIT_FAILED = 1  # the daemon refused or failed the request
+EXIT_USAGE = 2  # the command line asks for something that cannot be
 EXIT_NOT_RUNNING = 3  # no daemon answers
 PIPED_LINE_WIDTH = 160  # an event line's width when piped without $COLUMNS
 RETRY_FIRST_S, RETRY_MAX_S = 0.5, 5.0  # --reconnect: the first wait for the daemon, doubling up to the last
@@ -267,7 +268,7 @@ def failed(exc: ClientError, args: argparse.Namespace) -> int:
         notice(f"the daemon is not running: {exc}. Start it with: {command_name()} serve")
         return EXIT_NOT_RUNNING
     if isinstance(exc, DaemonGone):
-        following = getattr(args, "reconnect", None) is False
+        following = (args.command == "tail" or getattr(args, "watch", False)) and not args.reconnect
         notice(f"{exc}" + (". Add --reconnect to wait for it to come back" if following else ""))
         return EXIT_NOT_RUNNING
     notice(str(exc))
@@ -280,6 +281,9 @@ def run(config: Config, args: argparse.Namespace) -> int:
         formats = {name: fmt for name, (fmt, _) in Plugins(config["plugins"]["disable"]).formats().items()}
     except PluginError:
         formats = {}  # summaries fall back to the raw record; the daemon reports the plugin itself
+    if args.command == "attention" and args.reconnect and not args.watch:
+        notice("--reconnect goes with --watch (a single attention list does not wait for the daemon)")
+        return EXIT_USAGE
     out = Output(sys.stdout, args.json, formats)
     try:
         trio.run(_run, args, out, lambda: find_daemon(config))

@@ -8,6 +8,7 @@ token file in the state directory.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -68,7 +69,10 @@ async def _websocket(endpoint: Endpoint, path: str) -> AsyncIterator[WebSocketCo
         try:
             yield ws
         finally:
-            deadline = trio.current_time() + CLOSE_TIMEOUT
+            # Cancelled (the caller gave up), the task that reads the daemon's closing frame is cancelled
+            # too: waiting for the frame would only wait out the timeout.
+            cancelled = trio.current_effective_deadline() == -math.inf
+            deadline = trio.current_time() + (0 if cancelled else CLOSE_TIMEOUT)
             with trio.move_on_at(deadline, shield=True):
                 async with trio.open_nursery() as closing:
                     closing.start_soon(_discard_messages, ws)  # so the daemon's closing frame gets read

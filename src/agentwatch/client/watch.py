@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 from collections.abc import AsyncIterator, Mapping
@@ -98,8 +99,8 @@ class WatchClient:
         finally:
             self._subscriptions.pop(subscription_id, None)
             if self._closed is None:  # shielded from a cancel, but not waiting forever for a daemon that hangs
-                with trio.move_on_after(UNSUBSCRIBE_TIMEOUT, shield=True):
-                    await self.call("unsubscribe", subscription=subscription_id)
+                with trio.move_on_after(UNSUBSCRIBE_TIMEOUT, shield=True), contextlib.suppress(ClientError):
+                    await self.call("unsubscribe", subscription=subscription_id)  # a connection gone ends it too
 
     def gone(self) -> DaemonGone:
         """The error for a connection that has ended, saying how."""
