@@ -427,11 +427,28 @@ def _event(agent_id: str, seq: int, kind: str) -> dict[str, Any]:
 def test_event_lines_align_their_agent_column() -> None:
     """The agent column was not padded: the seq and kind columns moved with every agent id."""
     ids = ["claude-1", "codex-very-long-agent-name-for-the-billing-refactor-7", "gemini-3"]
-    lines = [event_line(_event(agent_id, 7, "output"), Normalized("output", text="hi"), PLAIN, 100, agent_width=max(map(len, ids)))
-             for agent_id in ids]
-    assert len({line.index("#7") for line in lines}) == 1
-    assert all(len(line) <= 100 for line in lines)
-    assert "codex-very-long-agent-na…  #7" in lines[1], "an id past a quarter of the width is cut"
+    for width in (60, 100, 150):
+        lines = [event_line(_event(agent_id, 7, "output"), Normalized("output", text="hi " * 60), PLAIN, width, aligned=True)
+                 for agent_id in ids]
+        assert len({line.index("#7") for line in lines}) == 1
+        assert all(len(line) == width for line in lines), "cut to the width, never wrapped"
+    assert "codex-very-long-agent-na…  #7" in lines_at(100)[1], "an id past a quarter of the width is cut"
+    assert event_line(_event("a1", 7, "output"), Normalized("output", text="hi"), PLAIN, 100).startswith("10:00:00  a1  #7"), (
+        "the lines of one agent need no room for others"
+    )
+
+
+def lines_at(width: int) -> list[str]:
+    ids = ["claude-1", "codex-very-long-agent-name-for-the-billing-refactor-7"]
+    return [event_line(_event(agent_id, 7, "output"), Normalized("output"), PLAIN, width, aligned=True) for agent_id in ids]
+
+
+def test_an_event_line_never_wraps_on_a_narrow_terminal() -> None:
+    """The summary kept 20 columns whatever the width: lines wrapped below about 77 columns."""
+    for width in (30, 45, 60):
+        line = event_line(_event("claude-1", 1234, "permission_request"), Normalized("permission_request", tool="Bash",
+                          input={"command": "npm publish"}), COLOR, width, aligned=True)
+        assert columns(ANSI.sub("", line)) <= width, line
 
 
 @pytest.mark.parametrize(("kind", "normalized", "code"), [

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from agentwatch.watch_commands import Output
 
 REDRAW_S = 5.0  # a terminal is redrawn this often even when nothing changed (waiting times grow)
-_HOME, _CLEAR_LINE, _CLEAR_BELOW = "\x1b[H", "\x1b[K", "\x1b[J"
+_HOME, _CLEAR_LINE, _CLEAR_BELOW = "\x1b[H", "\x1b[2K", "\x1b[J"
 _ENTER, _LEAVE = "\x1b[?1049h\x1b[?25l", "\x1b[?25h\x1b[?1049l"  # alternate screen, cursor hidden; and back
 
 
@@ -44,10 +44,10 @@ class _View:
         if changed:
             self.draw()
 
-    def status(self, text: str) -> None:
-        """The daemon stopped (``text`` says so) or came back (``""``)."""
-        self.lost = text
-        print(f"agentwatch: {text or 'the daemon is back'}", file=sys.stderr, flush=True)
+    def status(self, news: str, lost: bool) -> None:
+        """The daemon stopped (``lost``) or answers again: ``news`` says which."""
+        self.lost = news if lost else ""
+        print(f"agentwatch: {news}" + (" (Ctrl-C to stop)" if lost else ""), file=sys.stderr, flush=True)
 
     async def keep_drawn(self) -> None:
         """Redraw as time passes and the terminal changes size (a terminal's view does)."""
@@ -65,8 +65,8 @@ class _View:
 class _Screen(_View):
     """The feed on a terminal, redrawn in place."""
 
-    def status(self, text: str) -> None:
-        self.lost = f"{text} (since {time.strftime('%H:%M:%S')})" if text else ""
+    def status(self, news: str, lost: bool) -> None:
+        self.lost = f"{news} (since {time.strftime('%H:%M:%S')})" if lost else ""
         self.draw()
 
     async def keep_drawn(self) -> None:
@@ -84,18 +84,24 @@ class _Screen(_View):
 
     def draw(self) -> None:
         style, width = self.out.style, self.out.width or 80
-        header = f"agentwatch attention  {time.strftime('%H:%M:%S')}  "
-        state = render.fit(self.lost or "Ctrl-C to stop", max(width - render.columns(header), 0))
-        lines = [style.bold(render.fit(header, width)) + (style.tier(1, state) if self.lost else style.dim(state))]
+        header = f"agentwatch attention  {time.strftime('%H:%M:%S')}"
+        if not self.lost:
+            lines = [style.bold(render.fit(header, width)) + style.dim(render.fit("  Ctrl-C to stop", max(width - len(header), 0)))]
+        elif len(header) + 2 + render.columns(self.lost) <= width:
+            lines = [style.bold(header) + "  " + style.tier(1, self.lost)]
+        else:  # a narrow terminal: the news on a line of its own
+            lines = [style.bold(render.fit(header, width)), style.tier(1, render.fit(self.lost, width))]
         if self.items is None:
-            lines.append("waiting for the daemon's feed…")
+            lines.append(render.fit("waiting for the daemon's feed…", width))
         else:
             table = render.attention_table(self.items, _now_ms(), style, width).splitlines()
-            room = max(_height(self.out) - 1, 2)  # under the header
+            room = max(_height(self.out) - len(lines), 2)
             if len(table) > room:
                 table = [*table[: room - 1], style.dim(f"… and {len(table) - room + 1} more")]
             lines.extend(table)
-        self.out.write(_HOME + "\n".join(line + _CLEAR_LINE for line in lines) + _CLEAR_BELOW)
+        # Each line is cleared before it is written: cleared after, a line as wide as the terminal
+        # would lose its last character (the cursor waits on it).
+        self.out.write(_HOME + "\r\n".join(_CLEAR_LINE + line for line in lines) + _CLEAR_BELOW)
 
 
 def _steady(items: list[dict[str, Any]]) -> list[dict[str, Any]]:

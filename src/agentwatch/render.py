@@ -28,9 +28,8 @@ _KIND_TIERS = {"permission_request": 1, "error": 2, "turn_completed": 3}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _KIND_WIDTH = 18
 _SEQ_WIDTH = 7
-_MIN_SUMMARY = 20  # columns an event line's summary keeps however narrow the width
 _MIN_COLUMN = 6  # columns a table column keeps however narrow the width (its header's, if wider)
-AGENT_COLUMN_MAX = 32  # columns an event line's agent column takes at most
+AGENT_COLUMN_MAX = 32  # columns the agent column of event lines takes at most
 
 
 @dataclass(frozen=True)
@@ -128,7 +127,7 @@ def fit(text: str, width: int) -> str:
         used += max(wcwidth(char), 0)
         if used > width - 1:
             break
-    return text[:end] + "…" if width > 0 else ""
+    return text[:end].rstrip() + "…" if width > 0 else ""
 
 
 def pad(text: str, width: int) -> str:
@@ -144,21 +143,28 @@ def kind_tier(kind: str, normalized: Normalized) -> int:
     return _KIND_TIERS.get(kind, 0)
 
 
+def agent_column(width: int) -> int:
+    """The width of the agent column of event lines that ``width`` columns hold: a quarter of them,
+    12 at least and :data:`AGENT_COLUMN_MAX` at most (an id past it is cut)."""
+    return min(max(width // 4, 12), AGENT_COLUMN_MAX)
+
+
 def event_line(
-    event: Mapping[str, Any], normalized: Normalized, style: Style, width: int = 100, agent_width: int = 0
+    event: Mapping[str, Any], normalized: Normalized, style: Style, width: int = 100, aligned: bool = False
 ) -> str:
     """``HH:MM:SS  agent  #seq  kind  summary`` for an event of the watch API, the time its
-    ``received_at`` in local time, the agent padded to ``agent_width`` columns (at most
-    :data:`AGENT_COLUMN_MAX`, and a quarter of the width), the kind coloured by urgency; the summary is cut so the line fits
-    in ``width`` columns (it keeps at least 20 of them)."""
+    ``received_at`` in local time, the kind coloured by urgency, cut to fit in ``width`` columns
+    (the summary first). ``aligned``: the agent takes :func:`agent_column` columns, so the lines of
+    many agents line up (else it takes its own width, for the lines of one agent)."""
     kind = event["kind"]
     agent = one_line(str(event["agent_id"]))
-    agent = pad(agent, min(max(agent_width, columns(agent)) if agent_width else columns(agent), AGENT_COLUMN_MAX, max(width // 4, 12)))
+    agent = pad(agent, agent_column(width) if aligned else min(columns(agent), agent_column(width)))
     head = f"{_clock(event.get('received_at'))}  {agent}  {'#' + str(event['seq']):<{_SEQ_WIDTH}} "
     tier = kind_tier(kind, normalized)
     painted = style.tier(tier, kind) if tier else style.dim(kind)
-    text = fit(summary(kind, normalized, event.get("data")), max(width - columns(head) - max(len(kind), _KIND_WIDTH) - 2, _MIN_SUMMARY))
-    return f"{head}{painted}{' ' * (_KIND_WIDTH - len(kind))}  {text}".rstrip()
+    room = width - columns(head) - max(len(kind), _KIND_WIDTH) - 2
+    text = fit(summary(kind, normalized, event.get("data")), room) if room > 0 else ""
+    return fit_styled(f"{head}{painted}{' ' * (_KIND_WIDTH - len(kind))}  {text}".rstrip(), width)
 
 
 # --- tables ---

@@ -54,7 +54,7 @@ class Output:
         self.json = as_json
         self.terminal = stream.isatty()
         self.style = render.style_for(stream, os.environ)
-        self.agent_width = 0  # event lines: the agent column's width
+        self.aligned = False  # event lines of many agents: their agent column has one width
         self._formats = formats
 
     @property
@@ -86,7 +86,7 @@ class Output:
             self.document(event)
         else:
             width = self.width or PIPED_LINE_WIDTH
-            self.print(render.event_line(event, self._normalized(event), self.style, width, self.agent_width))
+            self.print(render.event_line(event, self._normalized(event), self.style, width, self.aligned))
 
     def _normalized(self, event: dict[str, Any]) -> Normalized:
         fmt = self._formats.get(event.get("format", ""))
@@ -186,6 +186,7 @@ class _EventTail:
         self.agent: str | None = args.agent
         self.kinds: list[str] | None = args.kind
         self.out = out
+        out.aligned = args.agent is None
         self.shown: dict[str, int] | None = None  # agent id: the last seq printed or skipped as old
 
     async def follow(self, watch: WatchClient) -> None:
@@ -205,8 +206,6 @@ class _EventTail:
     async def _catch_up(self, watch: WatchClient) -> None:
         assert self.shown is not None
         agents = [agent for agent in await watch.call("agents.list") if self.agent in (None, agent["agent_id"])]
-        if not self.out.json:
-            self.out.agent_width = max([self.out.agent_width, *(render.columns(agent["agent_id"]) for agent in agents)])
         for agent in agents:
             agent_id = agent["agent_id"]
             while agent["acked_seq"] > self.shown.get(agent_id, 0):
@@ -225,29 +224,30 @@ class _EventTail:
 
 
 async def _tail(args: argparse.Namespace, out: Output, find: Callable[[], Endpoint]) -> None:
-    await _connected(find, _EventTail(args, out).follow, args.reconnect, lambda text: notice(text or "the daemon is back"))
+    await _connected(find, _EventTail(args, out).follow, args.reconnect, lambda news, lost: notice(news + (" (Ctrl-C to stop)" if lost else "")))
 
 
 async def _connected(
     find: Callable[[], Endpoint], body: Callable[[WatchClient], Awaitable[None]], reconnect: bool,
-    say: Callable[[str], Any],
+    say: Callable[[str, bool], Any],
 ) -> None:
     """Run ``body`` on a connection to the daemon; with ``reconnect``, when the daemon stops (or is
-    not running yet), wait for it and run ``body`` again. ``say`` hears of it ("" once it is back)."""
-    delay, lost = RETRY_FIRST_S, False
+    not running yet), wait for it and run ``body`` again. ``say(news, lost)`` hears of it."""
+    delay, lost, answered = RETRY_FIRST_S, False, False
     while True:
         try:
             async with open_watch(find()) as watch:
                 if lost:
-                    say("")
+                    say("the daemon is back" if answered else "the daemon is up", False)
                     lost, delay = False, RETRY_FIRST_S
+                answered = True
                 await body(watch)
                 return
         except (DaemonGone, DaemonNotRunning) as exc:
             if not reconnect:
                 raise
             if not lost:
-                say(f"{exc}; waiting for it to come back (Ctrl-C to stop)")
+                say(f"{exc}; waiting for it to come back", True)
                 lost = True
         await trio.sleep(delay)
         delay = min(delay * 2, RETRY_MAX_S)
