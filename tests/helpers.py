@@ -297,10 +297,10 @@ async def stream_all(d: Running, agent_id: str, fmt: str, records: list[Any]) ->
 
 def required_tool(name: str, package: str) -> str:
     """The path of the program ``name``. Where it is not installed the test is skipped, except when
-    ``AGENTWATCH_TEST_REQUIRE`` names it (CI does: a skip must not pass for a test that ran)."""
+    ``TEST_REQUIRE_TOOLS`` names it (CI does: a skip must not pass for a test that ran)."""
     path = shutil.which(name)
     if path is None:
-        if name in os.environ.get("AGENTWATCH_TEST_REQUIRE", "").split(","):
-            pytest.fail(f"{name} is not installed, and AGENTWATCH_TEST_REQUIRE says it must be (apt-get install {package})")
+        if name in os.environ.get("TEST_REQUIRE_TOOLS", "").split(","):
+            pytest.fail(f"{name} is not installed, and TEST_REQUIRE_TOOLS says it must be (apt-get install {package})")
         pytest.skip(f"{name} is not installed (apt-get install {package}); CI installs it")
     return path

@@ -175,9 +175,15 @@ def news(screen: str) -> str:
     return HEADER.match(lines[at]).group(2) or lines[at + 1]
 
 
+def _names(cell: str, agent_id: str) -> bool:
+    """Whether a cell shows ``agent_id``, whole or cut in its middle ("codex-ver…g-module-7")."""
+    start, _, end = cell.partition("…")
+    return cell == agent_id or (agent_id.startswith(start) and agent_id.endswith(end) and "…" in cell)
+
+
 def row(screen: str, agent_id: str) -> str:
     """The attention table's row of ``agent_id`` (its id may be cut: matched by its start)."""
-    [found] = [line for line in screen.split("\n") if len(line.split()) > 1 and agent_id.startswith(line.split()[1].rstrip("…"))]
+    [found] = [line for line in screen.split("\n") if len(line.split()) > 1 and _names(line.split()[1], agent_id)]
     return found
 
 
@@ -326,7 +332,7 @@ def _summary_shown(screen: str) -> str:
 
 async def test_attention_fits_100_columns_cutting_long_cells(state_dir, terminal):
     """At 100 columns every row is one line no wider than the terminal: a long agent id keeps its
-    start, a long cwd its end (``…/somewhere``), a long summary its start, each cut with "…"."""
+    start and end, a long cwd its end (``…/somewhere``), a long summary its start, each cut with "…"."""
     async with running_daemon(state_dir, QUIET):
         await _three_long_rows(state_dir)
         terminal.start(agentwatch(state_dir, "attention", "--watch"), width=100)
@@ -335,7 +341,7 @@ async def test_attention_fits_100_columns_cutting_long_cells(state_dir, terminal
     assert table_header(screen) == COLUMNS
     long = row(screen, LONG_ID)
     agent = long.split()[1]
-    assert agent.endswith("…") and LONG_ID.startswith(agent[:-1]) and len(agent) >= 12, agent
+    assert "…" in agent and _names(agent, LONG_ID) and len(agent) >= 12, agent
     [cwd] = [cell for cell in long.split() if cell.endswith("somewhere")]
     assert cwd.startswith("…") and LONG_CWD.endswith(cwd[1:]) and len(cwd) >= 10, cwd
     shown = _summary_shown(screen)
@@ -401,7 +407,7 @@ async def test_tail_keeps_the_seq_column_aligned_and_never_wraps(state_dir, term
     assert [(m["agent"].rstrip("…")[:8], m["kind"]) for m in shown] == [
         ("claude-1", "prompt"), ("codex-ve", "prompt"), ("codex-ve", "error"), ("claude-1", "output"), ("claude-1", "turn_completed"),
     ]
-    assert all(m["agent"].endswith("…") and LONG_ID.startswith(m["agent"][:-1]) for m in shown if m["agent"].startswith("codex"))
+    assert all("…" in m["agent"] and _names(m["agent"], LONG_ID) for m in shown if m["agent"].startswith("codex"))
     assert shown[2]["summary"].endswith("…") and LONG_ERROR.startswith(shown[2]["summary"][:-1])
     assert len({line.index(" #") for line in lines[1:]}) == 1, f"the # of each line in one column:\n{screen}"
 

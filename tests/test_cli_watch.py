@@ -225,3 +225,11 @@ async def test_an_unknown_agent_is_named_with_the_command_that_lists_them(state_
         f"agentwatch: no agent 'claude-2' is known; did you mean claude-1? `{AGENTWATCH} agents` lists them\n"
     )
     assert nosuch.returncode == 1 and nosuch.stderr.decode() == f"agentwatch: no agent 'nosuch' is known; `{AGENTWATCH} agents` lists them\n"
+
+
+@pytest.mark.parametrize("args", [["prune", "--dry"], ["systemd", "install", "--dry", "--f"], ["tail", "--ag", "x"]], ids=" ".join)
+async def test_an_abbreviated_flag_is_not_taken_for_the_whole(tmp_path, args):
+    """``serve --no`` started a daemon without authentication (``--no-auth``); ``systemd install --f``
+    was ``--force``, which replaces units edited by hand."""
+    done = await command(tmp_path, *args)
+    assert done.returncode == 2 and "unrecognized arguments" in done.stderr.decode() and done.stdout == b""

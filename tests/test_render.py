@@ -357,7 +357,7 @@ def test_attention_table_fits_the_width_in_terminal_columns(width: int, style: S
     for line in lines:
         assert columns(ANSI.sub("", line)) <= width, line
     plain = [ANSI.sub("", line) for line in lines]
-    assert plain[1].startswith("needs_permission  codex-very-long") and "…" in plain[1]
+    assert plain[1].startswith("needs_permission  codex-ver") and "…" in plain[1] and "module-7 " in plain[1], "an id keeps its ends"
     assert plain[2].startswith("awaiting_reply    claude-1 "), "short cells are not cut"
     if width >= 100:
         cwd = next(cell for cell in plain[1].split("  ") if cell.startswith("…") and cell.endswith("somewhere"))
@@ -432,7 +432,7 @@ def test_event_lines_align_their_agent_column() -> None:
                  for agent_id in ids]
         assert len({line.index("#7") for line in lines}) == 1
         assert all(len(line) == width for line in lines), "cut to the width, never wrapped"
-    assert "codex-very-long-agent-na…  #7" in lines_at(100)[1], "an id past a quarter of the width is cut"
+    assert "codex-very-l…g-refactor-7  #7" in lines_at(100)[1], "an id past a quarter of the width is cut in its middle"
     assert event_line(_event("a1", 7, "output"), Normalized("output", text="hi"), PLAIN, 100).startswith("10:00:00  a1  #7"), (
         "the lines of one agent need no room for others"
     )
@@ -482,3 +482,15 @@ def test_permission_requests_say_what_waits() -> None:
     assert summary("permission_request", hook.normalize(notification), notification) == "Claude needs your permission"
     codex = Normalized("permission_request", tool="request_user_input", input=[{"id": "q"}], text="Which database?\nPick one")
     assert summary("permission_request", codex) == "Which database?", "questions, not their JSON"
+
+
+def test_a_long_agent_id_keeps_its_start_and_its_end() -> None:
+    """Ids were cut at their end: an imported file's id lost the hash that tells it from its siblings."""
+    from agentwatch.render import fit_middle
+
+    agent_id = "claude-spotter__tool_heavy-1a2b3c4d"
+    assert fit_middle(agent_id, 20) == "claude-sp…y-1a2b3c4d" and fit_middle(agent_id, 99) == agent_id
+    row = attention_table([{**LONG_ITEMS[1], "agent_id": agent_id}], NOW, PLAIN, 100).splitlines()[1]
+    assert "claude-sp…y-1a2b3c4d" in row
+    line = event_line(_event(agent_id, 3, "output"), Normalized("output"), PLAIN, 60, aligned=True)
+    assert "claude-…a2b3c4d  #3" in line, line

@@ -70,11 +70,16 @@ class _Screen(_View):
         self.draw()
 
     async def keep_drawn(self) -> None:
-        with trio.open_signal_receiver(signal.SIGWINCH) as resized:
+        with trio.open_signal_receiver(signal.SIGWINCH, signal.SIGTSTP, signal.SIGCONT) as signals:
             async with trio.open_nursery() as nursery:
 
                 async def redraw_when_resized() -> None:
-                    async for _ in resized:
+                    async for signum in signals:
+                        if signum == signal.SIGTSTP:  # Ctrl-Z: give the shell its screen and cursor, then stop
+                            self.out.write(_LEAVE)
+                            os.kill(os.getpid(), signal.SIGSTOP)
+                        elif signum == signal.SIGCONT:  # fg: take the screen again
+                            self.out.write(_ENTER)
                         self.draw()
 
                 nursery.start_soon(redraw_when_resized)

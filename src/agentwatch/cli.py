@@ -51,8 +51,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _remember_parsers(parser: argparse.ArgumentParser) -> None:
-    """Give each command's parser a default ``parser``: itself (the innermost one chosen wins)."""
+    """Give each command's parser a default ``parser``: itself (the innermost one chosen wins); and
+    take no abbreviated flags (``serve --no`` was ``--no-auth``, ``systemd install --f`` ``--force``,
+    and a flag added later would change what an abbreviation in a script means)."""
     parser.set_defaults(parser=parser)
+    parser.allow_abbrev = False
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for command in dict.fromkeys(action.choices.values()):

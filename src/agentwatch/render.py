@@ -130,9 +130,18 @@ def fit(text: str, width: int) -> str:
     return text[:end].rstrip() + "…" if width > 0 else ""
 
 
-def pad(text: str, width: int) -> str:
-    """``text`` cut or padded with spaces to exactly ``width`` columns."""
-    text = fit(text, width)
+def fit_middle(text: str, width: int) -> str:
+    """``text`` cut in its middle to ``width`` columns: an id keeps its start and the end that tells
+    it from its siblings (``claude-spotter…-1a2b3c4d``)."""
+    if columns(text) <= width or width < 3:
+        return fit(text, width)
+    tail = fit(text[::-1], width // 2 + 1)[::-1][1:]  # the end, without fit's ellipsis
+    return fit(text, width - columns(tail)) + tail
+
+
+def pad(text: str, width: int, cut: Callable[[str, int], str] = fit) -> str:
+    """``text`` cut (by ``cut``) or padded with spaces to exactly ``width`` columns."""
+    text = cut(text, width)
     return text + " " * (width - columns(text))
 
 
@@ -158,7 +167,7 @@ def event_line(
     many agents line up (else it takes its own width, for the lines of one agent)."""
     kind = event["kind"]
     agent = one_line(str(event["agent_id"]))
-    agent = pad(agent, agent_column(width) if aligned else min(columns(agent), agent_column(width)))
+    agent = pad(agent, agent_column(width) if aligned else min(columns(agent), agent_column(width)), fit_middle)
     head = f"{_clock(event.get('received_at'))}  {agent}  {'#' + str(event['seq']):<{_SEQ_WIDTH}} "
     tier = kind_tier(kind, normalized)
     painted = style.tier(tier, kind) if tier else style.dim(kind)
@@ -185,12 +194,14 @@ Cell = str | Painted
 class Column:
     """A table column: its header, and how it gives way when the table is too wide: never below
     ``floor`` columns (its header's width if wider), taking ``weight`` times the width of a column
-    of weight 1, cut at its start (a path: its end says most) if ``keep_end``."""
+    of weight 1, cut at its start (a path: its end says most) if ``keep_end``, in its middle (an id)
+    if ``keep_middle``."""
 
     header: str
     floor: int = 6
     weight: int = 1
     keep_end: bool = False
+    keep_middle: bool = False
     drop: int = 0  # when even the floors do not fit: columns are left out, the highest ``drop`` first (0: never)
 
 
@@ -211,7 +222,10 @@ def table(layout: Sequence[Column | str], rows: Sequence[Sequence[Cell]], style:
         drawn = []
         for cell, size, column in zip(cells, sizes, spec):
             text = cell.text if isinstance(cell, Painted) else cell
-            text = fit(text[::-1], size)[::-1] if column.keep_end and columns(text) > size else fit(text, size)
+            if column.keep_end and columns(text) > size:
+                text = fit(text[::-1], size)[::-1]
+            else:
+                text = fit_middle(text, size) if column.keep_middle else fit(text, size)
             gap = " " * (size - columns(text))
             drawn.append((cell.paint(text) if isinstance(cell, Painted) else text) + gap)
         joined = "  ".join(drawn).rstrip()
@@ -266,7 +280,7 @@ def _shrunk(natural: list[int], spec: list[Column], width: int) -> list[int]:
     return sizes(low)
 
 
-_AGENT = Column("AGENT", floor=20)  # an id is what a person types next: it keeps more
+_AGENT = Column("AGENT", floor=20, keep_middle=True)  # an id is what a person types next: it keeps more
 _CWD = Column("CWD", floor=12, keep_end=True, drop=1)
 
 
