@@ -23,6 +23,7 @@ from agentwatch.render import (
     columns,
     event_line,
     fit,
+    fit_end,
     fit_styled,
     parse_time,
     sessions_table,
@@ -397,7 +398,7 @@ def test_fit_styled_keeps_escapes_and_counts_only_what_shows() -> None:
 
 
 def test_a_column_may_keep_its_end_and_may_be_left_out() -> None:
-    layout = [Column("ID", floor=4), Column("PATH", floor=8, keep_end=True), Column("NOTE", drop=1)]
+    layout = [Column("ID", floor=4), Column("PATH", floor=8, cut=fit_end), Column("NOTE", drop=1)]
     rows = [["a1", "/very/long/path/to/project", "a note that is long"]]
     header, row = table(layout, rows, PLAIN, 30).splitlines()
     assert row.startswith("a1  …") and "to/project" in row and columns(row) <= 30

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from agentwatch import render
+from agentwatch.model import now_ms
 
 if TYPE_CHECKING:
     from agentwatch.watch_commands import Output
@@ -58,7 +59,7 @@ class _View:
         if self.out.json:
             self.out.document(self.items)
         else:
-            table = render.attention_table(self.items, _now_ms(), self.out.style, self.out.width)
+            table = render.attention_table(self.items, now_ms(), self.out.style, self.out.width)
             self.out.print(f"{self.out.style.bold('agentwatch attention')}  {time.strftime('%H:%M:%S')}\n{table}\n")
 
 
@@ -99,8 +100,8 @@ class _Screen(_View):
         if self.items is None:
             lines.append(render.fit("waiting for the daemon's feed…", width))
         else:
-            table = render.attention_table(self.items, _now_ms(), style, width).splitlines()
-            room = max(_height(self.out) - len(lines), 2)
+            table = render.attention_table(self.items, now_ms(), style, width).splitlines()
+            room = max(self.out.height - len(lines), 2)
             if len(table) > room:
                 table = [*table[: room - 1], style.dim(f"… and {len(table) - room + 1} more")]
             lines.extend(table)
@@ -112,17 +113,6 @@ class _Screen(_View):
 def _steady(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The feed without what changes as time passes."""
     return [{key: value for key, value in item.items() if key != "waiting_s"} for item in items]
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-def _height(out: Output) -> int:
-    try:
-        return os.get_terminal_size(out.stream.fileno()).lines
-    except OSError:
-        return 24
 
 
 @contextmanager

@@ -130,12 +130,17 @@ def fit(text: str, width: int) -> str:
     return text[:end].rstrip() + "…" if width > 0 else ""
 
 
+def fit_end(text: str, width: int) -> str:
+    """``text`` cut at its start to ``width`` columns: a path keeps its end (``…/to/project``)."""
+    return fit(text[::-1], width)[::-1]
+
+
 def fit_middle(text: str, width: int) -> str:
     """``text`` cut in its middle to ``width`` columns: an id keeps its start and the end that tells
     it from its siblings (``claude-spotter…-1a2b3c4d``)."""
     if columns(text) <= width or width < 3:
         return fit(text, width)
-    tail = fit(text[::-1], width // 2 + 1)[::-1][1:]  # the end, without fit's ellipsis
+    tail = fit_end(text, width // 2 + 1)[1:]  # the end, without its ellipsis
     return fit(text, width - columns(tail)) + tail
 
 
@@ -194,14 +199,12 @@ Cell = str | Painted
 class Column:
     """A table column: its header, and how it gives way when the table is too wide: never below
     ``floor`` columns (its header's width if wider), taking ``weight`` times the width of a column
-    of weight 1, cut at its start (a path: its end says most) if ``keep_end``, in its middle (an id)
-    if ``keep_middle``."""
+    of weight 1, cut by ``cut`` (:func:`fit`, :func:`fit_end` for a path, :func:`fit_middle` for an id)."""
 
     header: str
     floor: int = 6
     weight: int = 1
-    keep_end: bool = False
-    keep_middle: bool = False
+    cut: Callable[[str, int], str] = fit
     drop: int = 0  # when even the floors do not fit: columns are left out, the highest ``drop`` first (0: never)
 
 
@@ -221,11 +224,7 @@ def table(layout: Sequence[Column | str], rows: Sequence[Sequence[Cell]], style:
     def line(cells: Sequence[Cell]) -> str:
         drawn = []
         for cell, size, column in zip(cells, sizes, spec):
-            text = cell.text if isinstance(cell, Painted) else cell
-            if column.keep_end and columns(text) > size:
-                text = fit(text[::-1], size)[::-1]
-            else:
-                text = fit_middle(text, size) if column.keep_middle else fit(text, size)
+            text = column.cut(cell.text if isinstance(cell, Painted) else cell, size)
             gap = " " * (size - columns(text))
             drawn.append((cell.paint(text) if isinstance(cell, Painted) else text) + gap)
         joined = "  ".join(drawn).rstrip()
@@ -280,8 +279,8 @@ def _shrunk(natural: list[int], spec: list[Column], width: int) -> list[int]:
     return sizes(low)
 
 
-_AGENT = Column("AGENT", floor=20, keep_middle=True)  # an id is what a person types next: it keeps more
-_CWD = Column("CWD", floor=12, keep_end=True, drop=1)
+_AGENT = Column("AGENT", floor=20, cut=fit_middle)  # an id is what a person types next: it keeps more
+_CWD = Column("CWD", floor=12, cut=fit_end, drop=1)
 
 
 def _cell(value: Any) -> str:

@@ -13,7 +13,6 @@ import difflib
 import json
 import os
 import sys
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TextIO
 
@@ -34,7 +33,7 @@ from agentwatch.client import (
 from agentwatch.config import Config
 from agentwatch.exceptions import unwrapped
 from agentwatch.invocation import command_name
-from agentwatch.model import RAW, Format, Normalized
+from agentwatch.model import RAW, Format, Normalized, now_ms
 from agentwatch.plugin_manager import PluginError, Plugins
 
 EXIT_FAILED = 1  # the daemon refused or failed the request
@@ -60,13 +59,24 @@ class Output:
     @property
     def width(self) -> int | None:
         """The terminal's width now (it may have been resized); piped, ``$COLUMNS`` or None."""
-        if self.terminal:
-            try:
-                return os.get_terminal_size(self.stream.fileno()).columns
-            except OSError:
-                pass
+        if (size := self._terminal_size()) is not None:
+            return size.columns
         columns = os.environ.get("COLUMNS", "")
         return int(columns) if columns.isdigit() and int(columns) > 0 else None
+
+    @property
+    def height(self) -> int:
+        """The terminal's height now (24 when it cannot be told)."""
+        size = self._terminal_size()
+        return size.lines if size is not None else 24
+
+    def _terminal_size(self) -> os.terminal_size | None:
+        if self.terminal:
+            try:
+                return os.get_terminal_size(self.stream.fileno())
+            except OSError:
+                pass
+        return None
 
     def print(self, text: str) -> None:
         """``text`` and a newline; a lone surrogate (a record may hold one) prints as "?"."""
@@ -99,10 +109,6 @@ class Output:
 def notice(text: str) -> None:
     """A line about the command itself (not its output) on stderr."""
     print(f"agentwatch: {text}", file=sys.stderr, flush=True)
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 async def status(watch: WatchClient, args: argparse.Namespace, out: Output) -> None:
