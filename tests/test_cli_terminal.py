@@ -519,3 +519,22 @@ async def test_a_narrow_window_still_says_the_daemon_stopped(state_dir, terminal
         await terminal.wait_for(lambda s: "claude-1" in s)
     away = await terminal.wait_for(lambda s: "Ctrl-C to stop" not in s)
     assert "stopped" in news(away), f"the header at 60 columns: {away}"
+
+
+@pytest.mark.parametrize("width", [60, 150])
+@pytest.mark.parametrize("args", [["agents"], ["sessions"], ["events", "--agent", LONG_ID]], ids=" ".join)
+async def test_the_one_shot_commands_fit_a_terminal_narrow_or_wide(state_dir, terminal, args, width):
+    """``agents``, ``sessions`` and ``events`` on a terminal: a long agent id and cwd used to wrap every
+    row; now each row is one line of the window, cut with "…" where it must be."""
+    async with running_daemon(state_dir, QUIET):
+        await send(state_dir, LONG_ID, {"kind": "session_started", "cwd": LONG_CWD}, {"kind": "error", "text": LONG_ERROR})
+        await send(state_dir, "claude-1", {"kind": "prompt", "text": "hi"})
+        terminal.start(agentwatch(state_dir, *args), width=width)
+        screen = await terminal.wait_for(lambda s: "[exited 0]" in s)
+    lines = screen.split("\n")
+    first = next(i for i, line in enumerate(lines) if re.match(r"AGENT|\d\d:\d\d:\d\d ", line))  # past the echoed command
+    output = lines[first : lines.index("[exited 0]")]
+    assert all(width_of(line) <= width for line in output), screen
+    assert len(output) == (3 if args[0] != "events" else 2), f"one line a row:\n{screen}"
+    if width == 60:
+        assert all("…" in line for line in output if "codex" in line), f"the long id is cut:\n{screen}"
