@@ -1,3 +1,4 @@
+import math
 import os
 import signal
 
@@ -25,12 +26,37 @@ def state_dir(tmp_path):
 
 
 @pytest.fixture
-def virtual_clock():
+def virtual_clock(monkeypatch):
     """Virtual time for timer tests against a real daemon.
 
-    Like ``autojump_clock``, but the clock jumps only after 20 ms of real idleness, so a
-    loopback packet or an fsync in flight completes first instead of racing the jump.
+    Like ``autojump_clock``, but the clock jumps only after 20 ms of real idleness, so a loopback
+    packet in flight arrives first, and never while work handed to a thread (an fsync, a long
+    write transaction) is running: trio counts a task waiting on ``trio.to_thread.run_sync`` as
+    blocked, and a plain autojump clock would skip past every timeout on a loaded machine.
     """
+    threshold = 0.02
+    clock = trio.testing.MockClock(autojump_threshold=threshold)
+    run_sync = trio.to_thread.run_sync
+    running = 0
+
+    async def counted(*args, **kwargs):
+        nonlocal running
+        running += 1
+        clock.autojump_threshold = math.inf
+        try:
+            return await run_sync(*args, **kwargs)
+        finally:
+            running -= 1
+            if not running:
+                clock.autojump_threshold = threshold
+
+    monkeypatch.setattr(trio.to_thread, "run_sync", counted)
+    return clock
+
+
+@pytest.fixture
+def clock_past_threads():
+    """Virtual time that jumps even while a thread works: for tests that wedge a thread on purpose."""
     return trio.testing.MockClock(autojump_threshold=0.02)
 
 

@@ -107,7 +107,7 @@ async def test_the_watchdog_is_pinged_at_half_its_interval(tmp_path, virtual_clo
     assert [round(b - a, 3) for a, b in zip(pings, pings[1:])] == [5.0] * 11
 
 
-async def test_a_wedged_writer_withholds_the_watchdog_until_it_moves_again(tmp_path, virtual_clock):
+async def test_a_wedged_writer_withholds_the_watchdog_until_it_moves_again(tmp_path, clock_past_threads):
     manager = await NotifySocket(str(tmp_path / "notify.sock")).bind()
     daemon = await running(tmp_path / "state", Notifier(manager.address, watchdog_interval=5.0))
     release = threading.Event()
